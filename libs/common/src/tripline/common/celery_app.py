@@ -1,0 +1,49 @@
+"""The Celery application shared by the worker (consumer) and the services (producers)."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue as KombuQueue
+
+from tripline.common.queues import TASK_QUEUES, Queue
+from tripline.common.settings import ServiceSettings
+
+# Redis redelivers an unacknowledged message after this long; longer than any task may run.
+VISIBILITY_TIMEOUT_S = 3600
+
+
+def create_celery(settings: ServiceSettings, main: str = "tripline") -> Celery:
+    """Create a Celery app on the Redis broker with at-least-once delivery settings.
+
+    Tasks are acknowledged after they finish (``acks_late``) and requeued if the worker dies
+    mid-task, so every task must be idempotent. Priorities stay off: with them on, Redis splits
+    each queue into several keys and queue depth can no longer be read with one ``LLEN``.
+    """
+    app = Celery(main, broker=settings.redis_url, backend=settings.redis_url)
+    app.conf.update(
+        task_queues=[KombuQueue(queue.value, routing_key=queue.value) for queue in Queue],
+        task_default_queue=Queue.SYSTEM.value,
+        task_routes={task.value: {"queue": queue.value} for task, queue in TASK_QUEUES.items()},
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_expires=3600,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "socket_timeout": settings.redis_socket_timeout_s,
+            "socket_connect_timeout": settings.redis_socket_timeout_s,
+            "health_check_interval": 15,
+        },
+        result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+        timezone="UTC",
+        enable_utc=True,
+    )
+    return app

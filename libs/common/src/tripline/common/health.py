@@ -1,0 +1,103 @@
+"""Liveness, readiness and draining.
+
+``/health/live`` answers while the process can serve at all. ``/health/ready`` runs this
+service's own dependency checks concurrently, each under a timeout: the service is ready when
+every *required* check passes; optional checks are reported but never make it unready (tracking
+keeps serving live locations while MongoDB is away). After SIGTERM the service reports
+``draining`` so load balancers stop sending new work before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+Probe = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    required: bool
+    latency_ms: float
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "ok": self.ok,
+            "required": self.required,
+            "latency_ms": round(self.latency_ms, 2),
+        }
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+@dataclass
+class Health:
+    """The readiness checks of one service and its draining flag.
+
+    Probes raise on failure; any exception (or the timeout) marks the check failed. The caller
+    registers probes in its lifespan, once its clients exist.
+    """
+
+    timeout_s: float = 1.5
+    clock: Callable[[], float] = time.perf_counter
+    draining: bool = False
+    _probes: dict[str, tuple[Probe, bool]] = field(default_factory=dict)
+
+    def add(self, name: str, probe: Probe, *, required: bool = True) -> None:
+        self._probes[name] = (probe, required)
+
+    async def check(self) -> list[CheckResult]:
+        """Run every probe concurrently; never raises."""
+        return list(
+            await asyncio.gather(
+                *(self._run(name, probe, req) for name, (probe, req) in self._probes.items())
+            )
+        )
+
+    async def _run(self, name: str, probe: Probe, required: bool) -> CheckResult:
+        started = self.clock()
+        try:
+            await asyncio.wait_for(probe(), timeout=self.timeout_s)
+        except TimeoutError:
+            error: str | None = f"no answer within {self.timeout_s:g}s"
+        except Exception as exc:  # noqa: BLE001 (a probe may fail in any way; report it)
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            error = None
+        latency_ms = (self.clock() - started) * 1000
+        return CheckResult(name, error is None, required, latency_ms, error)
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Return ``(ready, body)`` for ``/health/ready``."""
+        if self.draining:
+            return False, {"status": "draining", "checks": {}}
+        results = await self.check()
+        ready = all(result.ok for result in results if result.required)
+        return ready, {
+            "status": "ready" if ready else "unready",
+            "checks": {result.name: result.as_dict() for result in results},
+        }
+
+
+def live_endpoint(_request: Request) -> Response:
+    return JSONResponse({"status": "live"})
+
+
+def ready_endpoint(health: Health) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(_request: Request) -> Response:
+        ready, body = await health.readiness()
+        return JSONResponse(
+            body, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"}
+        )
+
+    return endpoint

@@ -1,0 +1,64 @@
+"""The MongoDB client: ``AsyncMongoClient`` with a bounded pool and timeouts on every call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pymongo import AsyncMongoClient, ReadPreference
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tripline.common.settings import ServiceSettings
+
+Document = dict[str, Any]
+
+
+def create_mongo(settings: ServiceSettings) -> AsyncMongoClient[Document]:
+    """Create a client; it connects in the background, so start-up never waits for MongoDB.
+
+    Pool 10..100 by default; a request that cannot get a connection within the wait-queue
+    timeout fails instead of queueing forever, and every operation is bounded by
+    ``MONGO_QUERY_TIMEOUT_MS`` (client-side ``timeoutMS``).
+    """
+    return AsyncMongoClient(
+        settings.mongo_url,
+        minPoolSize=settings.mongo_min_pool,
+        maxPoolSize=settings.mongo_max_pool,
+        waitQueueTimeoutMS=settings.mongo_wait_queue_timeout_ms,
+        serverSelectionTimeoutMS=settings.mongo_server_selection_timeout_ms,
+        connectTimeoutMS=settings.mongo_server_selection_timeout_ms,
+        timeoutMS=settings.mongo_query_timeout_ms,
+        appname=settings.service_name,
+        tz_aware=True,
+    )
+
+
+def database(
+    client: AsyncMongoClient[Document], settings: ServiceSettings
+) -> AsyncDatabase[Document]:
+    return client[settings.mongo_db]
+
+
+def read_heavy(db: AsyncDatabase[Document]) -> AsyncDatabase[Document]:
+    """The same database reading from secondaries when there are any (search, history)."""
+    return db.with_options(read_preference=ReadPreference.SECONDARY_PREFERRED)
+
+
+@asynccontextmanager
+async def open_mongo(settings: ServiceSettings) -> AsyncIterator[AsyncMongoClient[Document]]:
+    client = create_mongo(settings)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+class MongoProbe:
+    """Readiness probe: the ``ping`` command."""
+
+    def __init__(self, client: AsyncMongoClient[Document]) -> None:
+        self._client = client
+
+    async def __call__(self) -> None:
+        await self._client.admin.command("ping")

@@ -1,0 +1,81 @@
+"""Running a service under uvicorn (uvloop, httptools) with draining on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import TypeVar
+
+import uvicorn
+from starlette.applications import Starlette
+
+from tripline.common.health import Health
+from tripline.common.logs import configure_logging
+from tripline.common.settings import ServiceSettings
+from tripline.common.telemetry import LIBRARY_INSTRUMENTORS, configure_tracing
+
+Settings = TypeVar("Settings", bound=ServiceSettings)
+
+
+class DrainingServer(uvicorn.Server):
+    """On the first SIGTERM, report ``draining`` for ``drain_s`` seconds, then shut down.
+
+    The delay lets a load balancer see the failing readiness probe and stop routing here
+    before uvicorn stops accepting connections; in-flight requests then finish as usual.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, health: Health, drain_s: float) -> None:
+        super().__init__(config)
+        self._health = health
+        self._drain_s = drain_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)  # type: ignore[arg-type]
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._health.draining or self._drain_s <= 0 or self._loop is None:
+            self._health.draining = True
+            super().handle_exit(sig, frame)
+            return
+        self._health.draining = True
+        self._loop.call_soon_threadsafe(
+            self._loop.call_later, self._drain_s, super().handle_exit, sig, frame
+        )
+
+
+def uvicorn_config(app: Starlette, settings: ServiceSettings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=15,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+    )
+
+
+def serve(
+    create_app: Callable[[Settings], Starlette],
+    settings: Settings,
+    *,
+    libraries: Iterable[str] = LIBRARY_INSTRUMENTORS,
+) -> None:
+    """Configure logging and tracing for this process, build the app and serve until stopped."""
+    configure_logging(settings.service_name, settings.log_level, json_output=settings.log_json)
+    configure_tracing(settings, libraries)
+    app = create_app(settings)
+    server = DrainingServer(
+        uvicorn_config(app, settings), health=app.state.health, drain_s=settings.drain_seconds
+    )
+    server.run()

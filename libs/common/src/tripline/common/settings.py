@@ -1,0 +1,89 @@
+"""Typed settings read from the environment, with defaults that point at the local stack.
+
+Every service subclasses :class:`ServiceSettings` and adds only what it uses. Values come from
+environment variables of the same name (case-insensitive), so ``REDIS_URL=... python -m
+tripline.core`` is all it takes to point a service elsewhere.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Environment = Literal["local", "production"]
+TraceExporter = Literal["none", "otlp", "memory", "console"]
+JwtAlgorithm = Literal["HS256", "RS256"]
+
+LOCAL_JWT_SECRET = "tripline-local-development-secret-change-me"  # noqa: S105 (documented local default)
+
+
+def split_csv(value: object) -> object:
+    """Accept ``a,b,c`` from the environment as well as a real list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class ServiceSettings(BaseSettings):
+    """Settings shared by every Tripline process."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+    service_name: str = "tripline"
+    environment: Environment = "local"
+    instance_id: str = Field(default_factory=socket.gethostname)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_json: bool = True
+    drain_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds /health/ready reports draining after SIGTERM before stopping.",
+    )
+
+    redis_url: str = "redis://127.0.0.1:6380/0"
+    redis_max_connections: int = Field(default=200, ge=1)
+    redis_socket_timeout_s: float = Field(default=2.0, gt=0)
+
+    mongo_url: str = "mongodb://127.0.0.1:27018/?directConnection=true"
+    mongo_db: str = "tripline"
+    mongo_min_pool: int = Field(default=10, ge=0)
+    mongo_max_pool: int = Field(default=100, ge=1)
+    mongo_wait_queue_timeout_ms: int = Field(default=2000, ge=1)
+    mongo_server_selection_timeout_ms: int = Field(default=3000, ge=1)
+    mongo_query_timeout_ms: int = Field(default=5000, ge=1)
+
+    s3_endpoint_url: str | None = "http://127.0.0.1:9000"
+    s3_bucket: str = "tripline-documents"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = "tripline-local"
+    s3_secret_access_key: SecretStr | None = SecretStr("tripline-local-secret")
+    s3_create_bucket: bool = Field(
+        default=True, description="Create the bucket when missing (local stand-in only)."
+    )
+
+    jwt_algorithm: JwtAlgorithm = "HS256"
+    jwt_secret: SecretStr = SecretStr(LOCAL_JWT_SECRET)
+    jwt_public_key: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_s: int = Field(default=30, ge=0)
+
+    otel_exporter: TraceExporter = "none"
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+
+    health_check_timeout_s: float = Field(default=1.5, gt=0)
+
+    @field_validator("s3_endpoint_url", "s3_access_key_id", "jwt_public_key", "jwt_jwks_url")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None

@@ -1,0 +1,82 @@
+"""Reading and validating request input into pydantic models, with problem+json errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from tripline.common.errors import (
+    MalformedRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+Model = TypeVar("Model", bound=BaseModel)
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """The client-facing part of pydantic's errors: where, what, and why (never the input)."""
+    return [
+        {
+            "loc": ".".join(str(part) for part in error["loc"]) or "body",
+            "msg": error["msg"],
+            "type": error["type"],
+        }
+        for error in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def validate(model: type[Model], data: object, *, what: str = "body") -> Model:
+    """Validate ``data`` into ``model``; raises :class:`ValidationFailed` listing every error."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        raise ValidationFailed(
+            f"the {what} has {len(errors)} invalid field(s)", errors=errors
+        ) from exc
+
+
+async def read_json(request: Request, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> object:
+    """Read a JSON body of at most ``max_bytes``.
+
+    Raises :class:`UnsupportedMediaType`, :class:`PayloadTooLarge` or :class:`MalformedRequest`.
+    """
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in {"application/json", ""} and not content_type.endswith("+json"):
+        raise UnsupportedMediaType("send the body as application/json")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
+    if not body:
+        raise MalformedRequest("the request needs a JSON body")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedRequest(f"the body is not valid JSON: {exc}") from exc
+
+
+async def parse_body(
+    request: Request, model: type[Model], *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> Model:
+    """Read and validate a JSON body into ``model``."""
+    return validate(model, await read_json(request, max_bytes=max_bytes))
+
+
+def parse_query(
+    params: Mapping[str, str], model: type[Model], *, multi: Sequence[str] = ()
+) -> Model:
+    """Validate query parameters into ``model``; raises :class:`ValidationFailed`."""
+    return validate(model, dict(params), what="query")

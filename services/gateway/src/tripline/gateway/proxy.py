@@ -1,0 +1,132 @@
+"""Forwarding HTTP requests to an upstream, translating transport failures into problems."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+import httpx
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from tripline.common.errors import PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
+from tripline.common.logs import get_logger
+
+# RFC 9110 §7.6.1 connection-specific fields, plus those the proxy sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+
+log = get_logger(__name__)
+
+
+def forward_headers(
+    headers: Iterable[tuple[str, str]], *, client_host: str | None, scheme: str, host: str
+) -> list[tuple[str, str]]:
+    """Headers for the upstream request: the client's minus hop-by-hop, plus forwarding ones."""
+    out: list[tuple[str, str]] = []
+    forwarded_for: str | None = None
+    request_id: str | None = None
+    for name, value in headers:
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            continue
+        if lower == "x-forwarded-for":
+            forwarded_for = value
+            continue
+        if lower == "x-request-id":
+            request_id = value
+        out.append((name, value))
+    if client_host:
+        forwarded_for = f"{forwarded_for}, {client_host}" if forwarded_for else client_host
+    if forwarded_for:
+        out.append(("x-forwarded-for", forwarded_for))
+    out.append(("x-forwarded-proto", scheme))
+    out.append(("x-forwarded-host", host))
+    if request_id is None:
+        out.append(("x-request-id", uuid.uuid4().hex))
+    return out
+
+
+def response_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
+    return [
+        (name, value)
+        for name, value in headers.multi_items()
+        if name.lower() not in HOP_BY_HOP or name.lower() == "content-length"
+    ]
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """Read the whole body; bodies through the gateway are small JSON (files go to S3)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
+    return bytes(body)
+
+
+async def forward(
+    client: httpx.AsyncClient,
+    request: Request,
+    replicas: Sequence[str],
+    *,
+    max_body_bytes: int,
+) -> StreamingResponse:
+    """Send ``request`` to the first replica that accepts a connection and stream its answer.
+
+    Only connection failures move on to the next replica (nothing was sent, so any method is
+    safe to retry). Raises :class:`UpstreamUnavailable` when no replica accepts and
+    :class:`UpstreamTimeout` when one accepted but did not answer in time.
+    """
+    body = await read_body(request, max_body_bytes)
+    headers = forward_headers(
+        request.headers.items(),
+        client_host=request.client.host if request.client else None,
+        scheme=request.url.scheme,
+        host=request.headers.get("host", ""),
+    )
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    last_error: Exception | None = None
+    for base_url in replicas:
+        upstream_request = client.build_request(
+            request.method, base_url + target, headers=headers, content=body
+        )
+        try:
+            upstream = await client.send(upstream_request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            log.warning("upstream refused connection", upstream=base_url, error=str(exc))
+            last_error = exc
+            continue
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout("the service did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable("the connection to the service failed") from exc
+        response = StreamingResponse(
+            upstream.aiter_raw(),
+            status_code=upstream.status_code,
+            background=BackgroundTask(upstream.aclose),
+        )
+        # Raw headers keep repeated fields (Set-Cookie, Link) that a dict would merge.
+        response.raw_headers = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in response_headers(upstream.headers)
+        ]
+        return response
+    raise UpstreamUnavailable("no replica of the service accepted the connection") from last_error

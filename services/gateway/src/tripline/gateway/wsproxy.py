@@ -1,0 +1,118 @@
+"""Forwarding a WebSocket conversation to an upstream replica, frame by frame."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from opentelemetry import propagate
+from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from tripline.common.errors import UpstreamUnavailable
+from tripline.common.logs import get_logger
+from tripline.gateway.routing import websocket_url
+
+# Headers of the client's handshake worth passing on; the rest belong to this hop.
+FORWARDED_HANDSHAKE_HEADERS = ("authorization", "user-agent", "x-request-id", "accept-language")
+MAX_FRAME_BYTES = 1024 * 1024
+
+log = get_logger(__name__)
+
+
+def handshake_headers(websocket: WebSocket) -> dict[str, str]:
+    headers = {
+        name: websocket.headers[name]
+        for name in FORWARDED_HANDSHAKE_HEADERS
+        if name in websocket.headers
+    }
+    if websocket.client:
+        previous = websocket.headers.get("x-forwarded-for")
+        host = websocket.client.host
+        headers["x-forwarded-for"] = f"{previous}, {host}" if previous else host
+    propagate.inject(headers)
+    return headers
+
+
+async def open_upstream(
+    websocket: WebSocket, replicas: Sequence[str], *, open_timeout_s: float
+) -> ClientConnection | Response:
+    """Open the upstream side on the first replica that completes the handshake.
+
+    Returns the connection, or the upstream's own refusal (status and body) to relay to the
+    client. Raises :class:`UpstreamUnavailable` when no replica could be reached.
+    """
+    target = websocket.url.path + (f"?{websocket.url.query}" if websocket.url.query else "")
+    headers = handshake_headers(websocket)
+    subprotocols = websocket.scope.get("subprotocols") or None
+    for base_url in replicas:
+        try:
+            return await connect(
+                websocket_url(base_url) + target,
+                additional_headers=headers,
+                subprotocols=subprotocols,
+                open_timeout=open_timeout_s,
+                max_size=MAX_FRAME_BYTES,
+                ping_interval=20,
+                ping_timeout=20,
+                compression=None,
+            )
+        except InvalidStatus as refused:
+            upstream = refused.response
+            return Response(
+                upstream.body or b"",
+                status_code=upstream.status_code,
+                media_type=upstream.headers.get("content-type"),
+            )
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            log.warning("websocket upstream unreachable", upstream=base_url, error=str(exc))
+    raise UpstreamUnavailable("no replica of the service accepted the WebSocket")
+
+
+async def relay(websocket: WebSocket, upstream: ClientConnection) -> None:
+    """Pump frames both ways until either side closes, then close the other with its code."""
+
+    async def client_to_upstream() -> None:
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    await upstream.close(code=message.get("code") or 1000)
+                    return
+                text = message.get("text")
+                await upstream.send(text if text is not None else message.get("bytes") or b"")
+        except ConnectionClosed:
+            return
+
+    async def upstream_to_client() -> None:
+        try:
+            async for frame in upstream:
+                if isinstance(frame, str):
+                    await websocket.send_text(frame)
+                else:
+                    await websocket.send_bytes(frame)
+        except ConnectionClosed:
+            pass
+        except WebSocketDisconnect:
+            return
+        code = upstream.close_code or 1011
+        reason = upstream.close_reason or ""
+        try:
+            await websocket.close(code=code if code != 1005 else 1000, reason=reason)
+        except RuntimeError:
+            # The client already went away; nothing left to tell it.
+            return
+
+    tasks = {
+        asyncio.create_task(client_to_upstream()),
+        asyncio.create_task(upstream_to_client()),
+    }
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await upstream.close()

@@ -1,0 +1,11 @@
+from tripline.common.serve import serve
+from tripline.monitor.app import create_app
+from tripline.monitor.settings import MonitorSettings
+
+
+def main() -> None:
+    serve(create_app, MonitorSettings())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+from tripline.common.serve import serve
+from tripline.tracking.app import create_app
+from tripline.tracking.settings import TrackingSettings
+
+
+def main() -> None:
+    serve(create_app, TrackingSettings())
+
+
+if __name__ == "__main__":
+    main()

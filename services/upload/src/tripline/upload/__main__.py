@@ -1,0 +1,11 @@
+from tripline.common.serve import serve
+from tripline.upload.app import create_app
+from tripline.upload.settings import UploadSettings
+
+
+def main() -> None:
+    serve(create_app, UploadSettings())
+
+
+if __name__ == "__main__":
+    main()

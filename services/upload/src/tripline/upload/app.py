@@ -1,0 +1,37 @@
+"""The upload service: presigned S3 uploads of driver documents, queued for the worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+
+from tripline.common.app import service_app
+from tripline.common.health import Health
+from tripline.common.mongo import MongoProbe, open_mongo
+from tripline.common.redis_client import RedisProbe, open_redis
+from tripline.common.s3 import Bucket, BucketProbe, create_s3
+from tripline.upload.settings import UploadSettings
+
+
+def create_app(settings: UploadSettings) -> Starlette:
+    health = Health(timeout_s=settings.health_check_timeout_s)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        s3 = create_s3(settings)
+        bucket = Bucket(s3, settings.s3_bucket, create_if_missing=settings.s3_create_bucket)
+        async with open_redis(settings) as redis, open_mongo(settings) as mongo:
+            app.state.redis = redis
+            app.state.mongo = mongo
+            app.state.bucket = bucket
+            health.add("redis", RedisProbe(redis))
+            health.add("mongodb", MongoProbe(mongo))
+            health.add("s3", BucketProbe(bucket))
+            try:
+                yield
+            finally:
+                s3.close()
+
+    return service_app(settings, routes=[], lifespan=lifespan, health=health)

@@ -1,0 +1,15 @@
+from tripline.common.logs import configure_logging
+from tripline.common.telemetry import configure_tracing
+from tripline.worker.app import create_worker_app, worker_argv
+from tripline.worker.settings import WorkerSettings
+
+
+def main() -> None:
+    settings = WorkerSettings()
+    configure_logging(settings.service_name, settings.log_level, json_output=settings.log_json)
+    configure_tracing(settings, ["celery", "redis", "pymongo", "botocore", "httpx"])
+    create_worker_app(settings).worker_main(argv=worker_argv(settings))
+
+
+if __name__ == "__main__":
+    main()
