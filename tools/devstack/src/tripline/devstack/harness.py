@@ -1,0 +1,208 @@
+"""Helpers for tests that run against real servers: backends on free ports, services in-process
+or as subprocesses, and timeouts that scale with ``TRIPLINE_TEST_TIMEOUT_FACTOR``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from tripline.devstack.backends import (
+    BackendPorts,
+    BackendUrls,
+    mongo_spec,
+    redis_spec,
+    s3_spec,
+)
+from tripline.devstack.ports import free_port
+from tripline.devstack.probes import Probe
+from tripline.devstack.process import ManagedProcess, ProcessSpec
+
+TIMEOUT_FACTOR_ENV = "TRIPLINE_TEST_TIMEOUT_FACTOR"
+
+
+def timeout_factor() -> float:
+    """How much slower than a quiet 2-core machine this one is (default 1)."""
+    raw = os.environ.get(TIMEOUT_FACTOR_ENV, "1")
+    try:
+        factor = float(raw)
+    except ValueError:
+        return 1.0
+    return factor if factor > 0 else 1.0
+
+
+def scaled(seconds: float) -> float:
+    """A test timeout of ``seconds`` on a quiet machine, scaled for this one."""
+    return seconds * timeout_factor()
+
+
+@dataclass
+class Server:
+    """A real server process owned by the test session, restartable on the same port."""
+
+    spec: ProcessSpec
+    port: int
+    log_path: Path
+    ready_timeout_s: float = 60.0
+    process: ManagedProcess | None = field(default=None, init=False)
+
+    def launch(self) -> ManagedProcess:
+        """Start the process without waiting for it to be ready."""
+        with self.log_path.open("ab") as log:
+            self.process = ManagedProcess(self.spec, output=log)
+            self.process.start()
+        return self.process
+
+    def start(self) -> None:
+        """Start the process and wait until its probe passes."""
+        self.launch().wait_ready(scaled(self.ready_timeout_s))
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Backends:
+    redis: Server
+    mongo: Server
+    s3: Server
+    urls: BackendUrls
+
+    def env(self) -> dict[str, str]:
+        return self.urls.env()
+
+    def stop(self) -> None:
+        for server in (self.redis, self.mongo, self.s3):
+            server.stop()
+
+
+def start_redis(root: Path, *, name: str = "redis", durable: bool = False) -> Server:
+    port = free_port()
+    server = Server(
+        redis_spec(port, root / name, durable=durable, name=name), port, root / f"{name}.log"
+    )
+    server.start()
+    return server
+
+
+def start_backends(root: Path) -> Backends:
+    """Start Redis, SecantusDB and moto on free ports under ``root``; stop with ``.stop()``."""
+    ports = BackendPorts(redis=free_port(), mongo=free_port(), s3=free_port())
+    servers = [
+        Server(
+            redis_spec(ports.redis, root / "redis", durable=False), ports.redis, root / "redis.log"
+        ),
+        Server(mongo_spec(ports.mongo, root / "mongodb"), ports.mongo, root / "mongodb.log"),
+        Server(s3_spec(ports.s3), ports.s3, root / "s3.log"),
+    ]
+    launched = [server.launch() for server in servers]
+    try:
+        for server, process in zip(servers, launched, strict=True):
+            process.wait_ready(scaled(server.ready_timeout_s))
+    except Exception:
+        for server in servers:
+            server.stop()
+        raise
+    redis, mongo, s3 = servers
+    return Backends(redis, mongo, s3, BackendUrls.for_ports(ports))
+
+
+@contextmanager
+def temporary_root(prefix: str = "tripline-test-") -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        yield Path(name)
+
+
+@asynccontextmanager
+async def serve_app(app: ASGIApp, *, port: int | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` in this event loop on a free port (lifespan included); yields its URL."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        ws="websockets-sansio",
+        http="httptools",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    # The test runner owns the signals.
+    server.capture_signals = _no_signal_capture  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    deadline = asyncio.get_running_loop().time() + scaled(30)
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the app stopped while starting")
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("the app did not start")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextmanager
+def _no_signal_capture() -> Iterator[None]:
+    yield
+
+
+@dataclass
+class Subprocess:
+    """A service or worker run as its own process, with output in a log file."""
+
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    probe: Probe
+    log_path: Path
+    process: ManagedProcess | None = None
+
+    def start(self, ready_timeout_s: float = 60) -> None:
+        spec = ProcessSpec(self.name, self.argv, self.probe, env=self.env, stop_timeout_s=15)
+        with self.log_path.open("ab") as log:
+            self.process = ManagedProcess(spec, output=log)
+            self.process.start()
+        try:
+            self.process.wait_ready(scaled(ready_timeout_s))
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}\n--- {self.name} log ---\n{self.log_tail()}") from exc
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]

@@ -1,0 +1,148 @@
+"""Starting, watching and stopping one child process of the stack.
+
+Each child runs in its own session (process group) so stopping it takes its children too and a
+terminal's Ctrl-C reaches only the supervisor, which stops everything in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from tripline.devstack.probes import Probe
+
+
+class StartFailed(RuntimeError):
+    """A process exited or never became ready; the message says which and shows its output."""
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: Sequence[str]
+    probe: Probe
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    stop_timeout_s: float = 10.0
+
+
+class ManagedProcess:
+    """One running child: started from a :class:`ProcessSpec`, output to ``output``."""
+
+    def __init__(self, spec: ProcessSpec, output: IO[bytes] | int | None = None) -> None:
+        self.spec = spec
+        self._output = output
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def start(self) -> None:
+        env = {**os.environ, **self.spec.env}
+        self.popen = subprocess.Popen(
+            list(self.spec.argv),
+            env=env,
+            cwd=self.spec.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._output if self._output is not None else subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def wait_ready(
+        self, timeout_s: float, interval_s: float = 0.2, cancel: threading.Event | None = None
+    ) -> None:
+        """Poll the probe until it passes.
+
+        Raises :class:`StartFailed` when the process exits, the timeout passes or ``cancel`` is
+        set.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if cancel is not None and cancel.is_set():
+                raise StartFailed(f"{self.spec.name}: start cancelled")
+            if not self.running():
+                code = self.popen.returncode if self.popen else None
+                raise StartFailed(f"{self.spec.name} exited with code {code} while starting")
+            if self.spec.probe():
+                return
+            time.sleep(interval_s)
+        raise StartFailed(f"{self.spec.name} was not ready within {timeout_s:g}s")
+
+    def stop(self) -> None:
+        """SIGTERM the process group, wait, then SIGKILL what is left. Safe to call twice."""
+        if self.popen is None:
+            return
+        stop_group(self.popen.pid, self.spec.stop_timeout_s)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=1)
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once (a crash, for chaos tests)."""
+        if self.popen is not None:
+            signal_group(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process hangs with its sockets open."""
+        if self.popen is not None:
+            signal_group(self.popen.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.popen is not None:
+            signal_group(self.popen.pid, signal.SIGCONT)
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to a process group; False when the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_group(pgid: int, timeout_s: float) -> None:
+    """Stop a process group politely, then firmly; returns once it is gone."""
+    signal_group(pgid, signal.SIGCONT)
+    if not signal_group(pgid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reap(pgid)
+        if not group_alive(pgid):
+            return
+        time.sleep(0.1)
+    signal_group(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while group_alive(pgid) and time.monotonic() < deadline:
+        reap(pgid)
+        time.sleep(0.05)
+
+
+def reap(pid: int) -> None:
+    """Collect an exited child so it does not linger as a zombie (no-op for non-children)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,86 @@
+"""Pytest fixtures that start the real servers Tripline depends on.
+
+Registered as a pytest plugin (entry point ``tripline``), so every test folder gets them:
+
+- ``backends``: Redis, SecantusDB and moto S3 on free ports for the whole session;
+- ``backend_env``: their URLs as environment variables, for subprocesses;
+- ``settings_for``: build a service's settings pointing at them;
+- ``fresh_redis``: a Redis of the test's own, to stop and restart without disturbing others;
+- ``span_exporter``: the process's tracer provider with an in-memory exporter;
+- ``tmp_logs``: a folder for subprocess logs, kept on failure for reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tripline.common.settings import ServiceSettings
+from tripline.common.telemetry import configure_tracing
+from tripline.devstack.harness import Backends, Server, start_backends, start_redis, temporary_root
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+@pytest.fixture(scope="session")
+def backends() -> Iterator[Backends]:
+    with temporary_root() as root:
+        started = start_backends(root)
+        try:
+            yield started
+        finally:
+            started.stop()
+
+
+@pytest.fixture(scope="session")
+def backend_env(backends: Backends) -> dict[str, str]:
+    return backends.env()
+
+
+@pytest.fixture
+def settings_for(backends: Backends) -> Callable[..., Any]:
+    """``settings_for(CoreSettings, port=0, ...)`` → settings pointing at the test backends."""
+
+    def build(cls: type[SettingsT], **overrides: Any) -> SettingsT:
+        values: dict[str, Any] = {
+            "redis_url": backends.urls.redis_url,
+            "mongo_url": backends.urls.mongo_url,
+            "s3_endpoint_url": backends.urls.s3_endpoint_url,
+            "instance_id": "test",
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    return build
+
+
+@pytest.fixture
+def fresh_redis(tmp_path: Path) -> Iterator[Server]:
+    server = start_redis(tmp_path, name="redis-own")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    """The in-memory exporter behind this process's tracer provider (installed once).
+
+    Tests must ``clear()`` it before acting and filter spans by trace id.
+    """
+    exporter = configure_tracing(ServiceSettings(service_name="tests", otel_exporter="memory"))
+    if exporter is None:
+        raise RuntimeError("the memory exporter was not created")
+    return exporter
+
+
+@pytest.fixture
+def tmp_logs(tmp_path: Path) -> Path:
+    path = tmp_path / "logs"
+    path.mkdir()
+    return path
