@@ -103,7 +103,11 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 
 
 class InstanceHeaderMiddleware:
-    """Adds ``Tripline-Instance: <service>/<instance>`` so an operator sees who answered."""
+    """Adds ``Tripline-Instance: <service>/<instance>`` so an operator sees who answered.
+
+    The gateway keeps its upstream's field and adds its own, so a proxied answer lists every
+    hop, origin first: ``tracking/tracking-2, gateway/gw-1``.
+    """
 
     def __init__(self, app: ASGIApp, *, value: str) -> None:
         self.app = app

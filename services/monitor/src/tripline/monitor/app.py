@@ -25,7 +25,7 @@ def create_app(settings: MonitorSettings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         s3 = create_s3(settings)
-        bucket = Bucket(s3, settings.s3_bucket)
+        bucket = Bucket(s3, settings.s3_bucket, create_if_missing=settings.s3_create_bucket)
         async with open_redis(settings) as redis, open_mongo(settings) as mongo:
             app.state.redis = redis
             app.state.mongo = mongo

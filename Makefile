@@ -1,0 +1,59 @@
+# Tripline: `make up` runs the whole stack in the foreground, `make test` runs every check.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.8
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+VENV := $(CURDIR)/.venv
+STACK := $(VENV)/bin/tripline-stack
+ROLE ?= rider
+SUB ?= u1
+PYTEST_ARGS ?=
+MANIFESTS := pyproject.toml uv.lock libs/common/pyproject.toml tools/devstack/pyproject.toml \
+	$(wildcard services/*/pyproject.toml)
+
+.PHONY: help install up start stop status logs token lint typecheck test clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: $(MANIFESTS) | $(UV)
+	$(UV) sync --all-packages --frozen
+	@touch $@
+
+install: $(VENV)/.installed ## install every package into .venv (first run only)
+
+up: install ## run the whole stack in the foreground; Ctrl-C stops it
+	@$(STACK) up
+
+start: install ## run the stack in the background and wait until it is ready
+	@$(STACK) start
+
+stop: ## stop a stack started with `make start`
+	@if [ -x $(STACK) ]; then $(STACK) stop; else echo "nothing installed, nothing running"; fi
+
+status: install ## show each process of the stack
+	@$(STACK) status
+
+logs: install ## follow the stack's logs
+	@$(STACK) logs
+
+token: install ## print a local JWT: make token ROLE=driver SUB=d1
+	@$(STACK) token --role $(ROLE) --sub $(SUB)
+
+lint: install ## ruff: formatting and lint rules
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen ruff check .
+
+typecheck: install ## mypy --strict over every package
+	$(UV) run --frozen mypy
+
+test: lint typecheck ## every check: lint, types, unit and integration tests on real servers
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+clean: stop ## remove the venv, local data and caches
+	rm -rf .venv .tools .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,60 @@
+"""A task round-trips through a real Celery worker process on the real Redis broker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from tripline.common.celery_app import create_celery
+from tripline.common.queues import Queue, Task
+from tripline.common.settings import ServiceSettings
+from tripline.devstack.harness import Backends, Subprocess, python_module, scaled
+from tripline.devstack.probes import celery_worker
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def worker(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subprocess]:
+    instance = f"it-{uuid.uuid4().hex[:8]}"
+    process = Subprocess(
+        "worker",
+        python_module("tripline.worker"),
+        {**backends.env(), "INSTANCE_ID": instance, "WORKER_CONCURRENCY": "1"},
+        celery_worker(backends.urls.redis_url, f"worker@{instance}"),
+        Path(tmp_path_factory.mktemp("worker")) / "worker.log",
+    )
+    process.start(ready_timeout_s=60)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def producer(backends: Backends) -> Celery:
+    return create_celery(ServiceSettings(redis_url=backends.urls.redis_url))
+
+
+async def test_ping_round_trips_through_the_worker(worker: Subprocess, producer: Celery) -> None:
+    nonce = uuid.uuid4().hex
+    result = producer.send_task(Task.PING.value, args=[nonce])
+    answer = await asyncio.to_thread(result.get, timeout=scaled(30))
+    assert answer["nonce"] == nonce
+    assert answer["worker"]
+
+
+def test_every_queue_is_declared_and_consumed(worker: Subprocess, producer: Celery) -> None:
+    declared = {queue.name for queue in producer.conf.task_queues}
+    assert declared == {queue.value for queue in Queue}
+    active = producer.control.inspect(timeout=scaled(3)).active_queues() or {}
+    consumed = {queue["name"] for queues in active.values() for queue in queues}
+    assert {queue.value for queue in Queue} <= consumed, worker.log_tail()
+
+
+def test_ping_is_routed_to_the_system_queue(producer: Celery) -> None:
+    route = producer.amqp.router.route({}, Task.PING.value)
+    assert route["queue"].name == Queue.SYSTEM.value
