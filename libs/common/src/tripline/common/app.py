@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -70,7 +72,7 @@ async def handle_http_exception(conn: HTTPConnection, exc: Exception) -> Respons
     if exc.status_code == 404:
         error = NotFound(f"nothing is served at {conn.url.path}")
     elif exc.status_code == 405:
-        error = MethodNotAllowed(str(exc.detail))
+        error = MethodNotAllowed(str(exc.detail), headers=exc.headers)
     else:
         body = problem_body(
             slug=f"http-{exc.status_code}",
@@ -82,24 +84,54 @@ async def handle_http_exception(conn: HTTPConnection, exc: Exception) -> Respons
     return await handle_tripline_error(conn, error)
 
 
-async def handle_unexpected(conn: HTTPConnection, exc: Exception) -> Response:
-    """Last resort: log with the trace id and answer a problem that leaks nothing."""
-    log.error("unhandled error", path=conn.url.path, exc_info=exc)
-    body = problem_body(
-        slug="internal-error",
-        title="Internal error",
-        status=500,
-        detail="the server failed to handle this request; it has been logged",
-        trace_id=current_trace_id(),
-    )
-    return ProblemResponse(body, status_code=500)
-
-
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     TriplineError: handle_tripline_error,
     HTTPException: handle_http_exception,
-    Exception: handle_unexpected,
 }
+
+
+class UnexpectedErrorMiddleware:
+    """Last resort for exceptions no handler took: log, record on the span, answer a problem.
+
+    It sits inside the tracing, metrics and instance middlewares (Starlette's own last-resort
+    handler sits outside them all), so the 500 is counted, carries ``Tripline-Instance`` and
+    names the trace to look up; the body leaks nothing of the exception.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] in {"http.response.start", "websocket.accept"}:
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            span = trace.get_current_span()
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+            log.exception("unhandled error", path=scope.get("path"))
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1011, "reason": ""})
+            elif not started:
+                await self._problem(scope, receive, send)
+
+    @staticmethod
+    async def _problem(scope: Scope, receive: Receive, send: Send) -> None:
+        body = problem_body(
+            slug="internal-error",
+            title="Internal error",
+            status=500,
+            detail="the server failed to handle this request; it has been logged",
+            trace_id=current_trace_id(),
+        )
+        await ProblemResponse(body, status_code=500)(scope, receive, send)
 
 
 class InstanceHeaderMiddleware:
@@ -155,6 +187,7 @@ def service_app(
     app.state.settings = settings
     app.state.health = health
     app.state.metrics_registry = registry
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(
         MetricsMiddleware, metrics=HttpMetrics(registry, settings.service_name), starlette=app
     )

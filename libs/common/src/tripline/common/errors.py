@@ -132,19 +132,31 @@ class UpstreamTimeout(TriplineError):
     status = 504
 
 
+RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "instance"})
+
+
 def problem_body(
-    *, slug: str, title: str, status: int, detail: str, instance: str | None = None, **extra: Any
+    *,
+    slug: str,
+    title: str,
+    status: int,
+    detail: str,
+    instance: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    **members: Any,
 ) -> dict[str, Any]:
-    """Build an RFC 9457 problem object; ``type`` is stable per ``slug``."""
+    """Build an RFC 9457 problem object; ``type`` is stable per ``slug``.
+
+    Extension members never override the standard ones.
+    """
     body: dict[str, Any] = {
-        "type": PROBLEM_BASE + slug,
-        "title": title,
-        "status": status,
-        "detail": detail,
+        key: value
+        for key, value in {**(extra or {}), **members}.items()
+        if key not in RESERVED_MEMBERS
     }
+    body.update(type=PROBLEM_BASE + slug, title=title, status=status, detail=detail)
     if instance is not None:
         body["instance"] = instance
-    body.update(extra)
     return body
 
 
@@ -163,6 +175,6 @@ def problem_response(error: TriplineError, *, instance: str | None = None) -> Pr
         status=error.status,
         detail=error.detail,
         instance=instance,
-        **error.extra,
+        extra=error.extra,
     )
     return ProblemResponse(body, status_code=error.status, headers=error.headers)

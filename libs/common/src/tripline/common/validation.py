@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
 from tripline.common.errors import (
@@ -52,8 +53,8 @@ async def read_json(request: Request, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in {"application/json", ""} and not content_type.endswith("+json"):
         raise UnsupportedMediaType("send the body as application/json")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -64,7 +65,7 @@ async def read_json(request: Request, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
         raise MalformedRequest("the request needs a JSON body")
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise MalformedRequest(f"the body is not valid JSON: {exc}") from exc
 
 
@@ -75,8 +76,13 @@ async def parse_body(
     return validate(model, await read_json(request, max_bytes=max_bytes))
 
 
-def parse_query(
-    params: Mapping[str, str], model: type[Model], *, multi: Sequence[str] = ()
-) -> Model:
-    """Validate query parameters into ``model``; raises :class:`ValidationFailed`."""
-    return validate(model, dict(params), what="query")
+def parse_query(params: QueryParams, model: type[Model], *, multi: Sequence[str] = ()) -> Model:
+    """Validate query parameters into ``model``; raises :class:`ValidationFailed`.
+
+    Keys in ``multi`` keep every value as a list; any other repeated key keeps its last value.
+    """
+    data: dict[str, object] = {key: value for key, value in params.multi_items()}
+    for key in multi:
+        if key in params:
+            data[key] = params.getlist(key)
+    return validate(model, data, what="query")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import httpx
 from starlette.background import BackgroundTask
@@ -33,27 +34,47 @@ HOP_BY_HOP = frozenset(
 log = get_logger(__name__)
 
 
+# Set by the gateway alone: a client's own values would let it spoof scheme and host.
+REPLACED = frozenset({"x-forwarded-proto", "x-forwarded-host"})
+
+
+def connection_listed(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """Field names a ``Connection`` header declares hop-by-hop (RFC 9110 §7.6.1)."""
+    return frozenset(
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+        if token.strip()
+    )
+
+
 def forward_headers(
     headers: Iterable[tuple[str, str]], *, client_host: str | None, scheme: str, host: str
 ) -> list[tuple[str, str]]:
-    """Headers for the upstream request: the client's minus hop-by-hop, plus forwarding ones."""
+    """Headers for the upstream request: the client's minus hop-by-hop, plus forwarding ones.
+
+    Every ``X-Forwarded-For`` line is kept, in order, with the client's address appended.
+    """
+    headers = list(headers)
+    dropped = HOP_BY_HOP | REPLACED | connection_listed(headers)
     out: list[tuple[str, str]] = []
-    forwarded_for: str | None = None
+    forwarded_for: list[str] = []
     request_id: str | None = None
     for name, value in headers:
         lower = name.lower()
-        if lower in HOP_BY_HOP:
+        if lower in dropped:
             continue
         if lower == "x-forwarded-for":
-            forwarded_for = value
+            forwarded_for.append(value.strip())
             continue
         if lower == "x-request-id":
             request_id = value
         out.append((name, value))
     if client_host:
-        forwarded_for = f"{forwarded_for}, {client_host}" if forwarded_for else client_host
+        forwarded_for.append(client_host)
     if forwarded_for:
-        out.append(("x-forwarded-for", forwarded_for))
+        out.append(("x-forwarded-for", ", ".join(forwarded_for)))
     out.append(("x-forwarded-proto", scheme))
     out.append(("x-forwarded-host", host))
     if request_id is None:
@@ -69,10 +90,22 @@ def response_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
     ]
 
 
+def request_target(scope: Mapping[str, Any]) -> str:
+    """The path and query exactly as the client sent them (``%2F`` stays encoded)."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    return (raw_path + (b"?" + query if query else b"")).decode("latin-1")
+
+
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """Read the whole body; bodies through the gateway are small JSON (files go to S3)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > max_bytes
+    ):
         raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -102,7 +135,7 @@ async def forward(
         scheme=request.url.scheme,
         host=request.headers.get("host", ""),
     )
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    target = request_target(request.scope)
     last_error: Exception | None = None
     for base_url in replicas:
         upstream_request = client.build_request(

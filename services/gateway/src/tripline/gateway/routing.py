@@ -28,7 +28,13 @@ PREFIXES: tuple[tuple[str, Upstream], ...] = (
 
 
 def resolve(path: str) -> Upstream | None:
-    """Return the upstream for ``path``, matching whole segments (``/api/tripsx`` is no trip)."""
+    """Return the upstream for ``path``, matching whole segments (``/api/tripsx`` is no trip).
+
+    A path with ``.`` or ``..`` segments resolves to nothing: the upstream client would
+    normalise ``/api/trips/../admin`` into a route of another service.
+    """
+    if any(segment in {".", ".."} for segment in path.split("/")):
+        return None
     for prefix, upstream in PREFIXES:
         if path == prefix or path.startswith(prefix + "/"):
             return upstream

@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from tripline.common.errors import UpstreamUnavailable
 from tripline.common.logs import get_logger
+from tripline.gateway.proxy import request_target
 from tripline.gateway.routing import websocket_url
 
 # Headers of the client's handshake worth passing on; the rest belong to this hop.
@@ -28,10 +29,11 @@ def handshake_headers(websocket: WebSocket) -> dict[str, str]:
         for name in FORWARDED_HANDSHAKE_HEADERS
         if name in websocket.headers
     }
+    forwarded_for = [value.strip() for value in websocket.headers.getlist("x-forwarded-for")]
     if websocket.client:
-        previous = websocket.headers.get("x-forwarded-for")
-        host = websocket.client.host
-        headers["x-forwarded-for"] = f"{previous}, {host}" if previous else host
+        forwarded_for.append(websocket.client.host)
+    if forwarded_for:
+        headers["x-forwarded-for"] = ", ".join(forwarded_for)
     propagate.inject(headers)
     return headers
 
@@ -44,7 +46,7 @@ async def open_upstream(
     Returns the connection, or the upstream's own refusal (status and body) to relay to the
     client. Raises :class:`UpstreamUnavailable` when no replica could be reached.
     """
-    target = websocket.url.path + (f"?{websocket.url.query}" if websocket.url.query else "")
+    target = request_target(websocket.scope)
     headers = handshake_headers(websocket)
     subprotocols = websocket.scope.get("subprotocols") or None
     for base_url in replicas:

@@ -42,7 +42,7 @@ def parse_client_frame(text: str | None) -> ClientFrame:
         raise FrameError("frame-too-large", f"frames may be at most {MAX_CLIENT_FRAME_CHARS} chars")
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise FrameError("malformed-frame", "frames must be JSON objects") from exc
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise FrameError("malformed-frame", 'frames must be JSON objects with a "type"')
