@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from tripline.common.health import Health
 from tripline.common.logs import configure_logging
 from tripline.common.settings import ServiceSettings
-from tripline.common.telemetry import LIBRARY_INSTRUMENTORS, configure_tracing
+from tripline.common.telemetry import configure_tracing
 
 Settings = TypeVar("Settings", bound=ServiceSettings)
 
@@ -69,9 +69,12 @@ def serve(
     create_app: Callable[[Settings], Starlette],
     settings: Settings,
     *,
-    libraries: Iterable[str] = LIBRARY_INSTRUMENTORS,
+    libraries: Iterable[str],
 ) -> None:
-    """Configure logging and tracing for this process, build the app and serve until stopped."""
+    """Configure logging and tracing for this process, build the app and serve until stopped.
+
+    ``libraries`` names the client libraries to trace (keys of ``LIBRARY_INSTRUMENTORS``).
+    """
     configure_logging(settings.service_name, settings.log_level, json_output=settings.log_json)
     configure_tracing(settings, libraries)
     app = create_app(settings)

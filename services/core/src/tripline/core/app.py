@@ -13,6 +13,9 @@ from tripline.common.mongo import MongoProbe, open_mongo
 from tripline.common.redis_client import RedisProbe, open_redis
 from tripline.core.settings import CoreSettings
 
+# Client libraries this service uses; only these are traced (and imported) at start-up.
+INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("httpx", "redis", "pymongo", "celery")
+
 
 def create_app(settings: CoreSettings) -> Starlette:
     health = Health(timeout_s=settings.health_check_timeout_s)

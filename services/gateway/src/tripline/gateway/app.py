@@ -23,6 +23,9 @@ from tripline.gateway.status import StatusProbe
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
+# Client libraries this service uses; only these are traced (and imported) at start-up.
+INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("httpx",)
+
 
 def replica_sets(settings: GatewaySettings) -> dict[Upstream, ReplicaSet]:
     return {

@@ -18,6 +18,9 @@ from tripline.common.redis_client import RedisProbe, open_redis
 from tripline.common.s3 import Bucket, BucketProbe, create_s3
 from tripline.monitor.settings import MonitorSettings
 
+# Client libraries this service uses; only these are traced (and imported) at start-up.
+INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("redis", "pymongo", "botocore", "celery")
+
 
 def create_app(settings: MonitorSettings) -> Starlette:
     health = Health(timeout_s=settings.health_check_timeout_s)

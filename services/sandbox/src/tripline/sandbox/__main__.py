@@ -1,7 +1,11 @@
-"""``python -m tripline.sandbox``: serve the sandbox providers."""
-
 from tripline.common.serve import serve
-from tripline.sandbox.app import create_app
+from tripline.sandbox.app import INSTRUMENTED_LIBRARIES, create_app
 from tripline.sandbox.settings import SandboxSettings
 
-serve(create_app, SandboxSettings())
+
+def main() -> None:
+    serve(create_app, SandboxSettings(), libraries=INSTRUMENTED_LIBRARIES)
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,10 @@ async def release_when_draining(
     state.close()
 
 
+# Client libraries this service uses; only these are traced (and imported) at start-up.
+INSTRUMENTED_LIBRARIES: tuple[str, ...] = ()
+
+
 def create_app(settings: SandboxSettings) -> Starlette:
     """Build the sandbox app; its state lives on ``app.state.sandbox`` while the app runs.
 

@@ -1,10 +1,10 @@
 from tripline.common.serve import serve
-from tripline.tracking.app import create_app
+from tripline.tracking.app import INSTRUMENTED_LIBRARIES, create_app
 from tripline.tracking.settings import TrackingSettings
 
 
 def main() -> None:
-    serve(create_app, TrackingSettings())
+    serve(create_app, TrackingSettings(), libraries=INSTRUMENTED_LIBRARIES)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ from tripline.tracking import frames
 from tripline.tracking.settings import TrackingSettings
 from tripline.tracking.store import LocationStore, check_trip_id
 
+# Client libraries this service uses; only these are traced (and imported) at start-up.
+INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("redis", "pymongo")
+
 
 def create_app(settings: TrackingSettings) -> Starlette:
     health = Health(timeout_s=settings.health_check_timeout_s)

@@ -1,13 +1,13 @@
 from tripline.common.logs import configure_logging
 from tripline.common.telemetry import configure_tracing
-from tripline.worker.app import create_worker_app, worker_argv
+from tripline.worker.app import INSTRUMENTED_LIBRARIES, create_worker_app, worker_argv
 from tripline.worker.settings import WorkerSettings
 
 
 def main() -> None:
     settings = WorkerSettings()
     configure_logging(settings.service_name, settings.log_level, json_output=settings.log_json)
-    configure_tracing(settings, ["celery", "redis", "pymongo", "botocore", "httpx"])
+    configure_tracing(settings, INSTRUMENTED_LIBRARIES)
     create_worker_app(settings).worker_main(argv=worker_argv(settings))
 
 

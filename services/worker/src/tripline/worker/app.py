@@ -13,6 +13,9 @@ from tripline.common.telemetry import configure_tracing
 from tripline.worker.settings import WorkerSettings
 from tripline.worker.system import register_system_tasks
 
+# Client libraries the worker uses; only these are traced (and imported) at start-up.
+INSTRUMENTED_LIBRARIES = ("celery", "redis", "pymongo", "botocore", "httpx")
+
 
 def create_worker_app(settings: WorkerSettings) -> Celery:
     """Build the worker's Celery app with every task registered; no I/O happens here."""
@@ -21,7 +24,7 @@ def create_worker_app(settings: WorkerSettings) -> Celery:
 
     def trace_child(**_kwargs: Any) -> None:
         # Span exporters run threads, which do not survive fork: each pool child needs its own.
-        configure_tracing(settings, ["celery", "redis", "pymongo", "botocore", "httpx"])
+        configure_tracing(settings, INSTRUMENTED_LIBRARIES)
 
     worker_process_init.connect(trace_child, weak=False)
     return app
