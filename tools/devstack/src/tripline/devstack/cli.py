@@ -19,7 +19,7 @@ from tripline.common.auth import Role, mint_token
 from tripline.common.settings import LOCAL_JWT_SECRET
 from tripline.devstack.backends import MissingBinary, redis_binary
 from tripline.devstack.ports import port_in_use
-from tripline.devstack.process import group_alive, stop_group
+from tripline.devstack.process import group_alive, pid_alive, stop_group
 from tripline.devstack.stack import StackPorts, stack_groups, url
 from tripline.devstack.supervisor import Supervisor
 
@@ -48,16 +48,6 @@ def read_state() -> dict[str, Any] | None:
     if not isinstance(pid, int) or not pid_alive(pid):
         return None
     return state
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def urls_text(ports: StackPorts) -> str:
@@ -97,11 +87,23 @@ def preflight(ports: StackPorts) -> str | None:
     return None
 
 
+def startable_ports() -> StackPorts | None:
+    """The ports to start on, or None after telling the user why the stack cannot start."""
+    try:
+        ports = StackPorts.from_env()
+    except ValueError as exc:
+        problem: str | None = str(exc)
+    else:
+        problem = preflight(ports)
+        if problem is None:
+            return ports
+    print(problem, file=sys.stderr)
+    return None
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    ports = StackPorts.from_env()
-    problem = preflight(ports)
-    if problem:
-        print(problem, file=sys.stderr)
+    ports = startable_ports()
+    if ports is None:
         return 1
     supervisor = Supervisor(
         stack_groups(ports, data_dir()), state_path(), log_path(), echo=not args.quiet
@@ -113,10 +115,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_start(_args: argparse.Namespace) -> int:
-    ports = StackPorts.from_env()
-    problem = preflight(ports)
-    if problem:
-        print(problem, file=sys.stderr)
+    ports = startable_ports()
+    if ports is None:
         return 1
     log_path().parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

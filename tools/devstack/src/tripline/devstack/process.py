@@ -12,7 +12,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -115,11 +115,21 @@ def signal_group(pgid: int, sig: signal.Signals) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
+    """True while any process of the group exists (zombies included until reaped)."""
+    return _exists(os.killpg, pgid)
+
+
+def pid_alive(pid: int) -> bool:
+    return _exists(os.kill, pid)
+
+
+def _exists(send: Callable[[int, int], None], target: int) -> bool:
     try:
-        os.killpg(pgid, 0)
+        send(target, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        # It exists, owned by someone else.
         return True
     return True
 
