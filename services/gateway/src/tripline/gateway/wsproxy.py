@@ -23,6 +23,22 @@ MAX_FRAME_BYTES = 1024 * 1024
 log = get_logger(__name__)
 
 
+def relayable_close_code(code: int | None) -> int:
+    """The close code to pass on to the other side.
+
+    1005 (no code) and 1006 (connection lost) describe what a peer saw, and may never be sent
+    in a close frame (RFC 6455 §7.4.1): they become 1000 and 1011. Codes outside the sendable
+    ranges become 1011 as well.
+    """
+    if code is None or code == 1006:
+        return 1011
+    if code == 1005:
+        return 1000
+    if code in range(1000, 1004) or code in range(1007, 1015) or code in range(3000, 5000):
+        return code
+    return 1011
+
+
 def handshake_headers(websocket: WebSocket) -> dict[str, str]:
     headers = {
         name: websocket.headers[name]
@@ -81,7 +97,7 @@ async def relay(websocket: WebSocket, upstream: ClientConnection) -> None:
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
-                    await upstream.close(code=message.get("code") or 1000)
+                    await upstream.close(code=relayable_close_code(message.get("code")))
                     return
                 text = message.get("text")
                 await upstream.send(text if text is not None else message.get("bytes") or b"")
@@ -99,10 +115,9 @@ async def relay(websocket: WebSocket, upstream: ClientConnection) -> None:
             pass
         except WebSocketDisconnect:
             return
-        code = upstream.close_code or 1011
-        reason = upstream.close_reason or ""
+        code = relayable_close_code(upstream.close_code)
         try:
-            await websocket.close(code=code if code != 1005 else 1000, reason=reason)
+            await websocket.close(code=code, reason=upstream.close_reason or "")
         except RuntimeError:
             # The client already went away; nothing left to tell it.
             return
