@@ -181,6 +181,8 @@ async def test_websocket_conversation_through_gateway(
     gateway = server_span(list(finished), "gateway")
     spans = spans_of_trace(span_exporter, gateway.context.trace_id)
     server_span(spans, "tracking")
+    recorded = [str(value) for span in finished for value in (span.attributes or {}).values()]
+    assert not [value for value in recorded if TOKEN in value], "the bearer token leaked"
 
 
 async def test_websocket_without_token_is_refused_with_a_problem(platform: dict[str, str]) -> None:

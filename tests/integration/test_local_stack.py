@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tripline.devstack.harness import scaled
-from tripline.devstack.ports import free_port
+from tripline.devstack.ports import free_ports
 from tripline.devstack.process import group_alive
 from tripline.devstack.stack import DEFAULT_PORTS
 
@@ -39,7 +39,12 @@ def stack(env: dict[str, str], *args: str, timeout_s: float) -> subprocess.Compl
 @pytest.fixture
 def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {**os.environ, "TRIPLINE_DATA_DIR": str(tmp_path / "data")}
-    env.update({name: str(free_port()) for name in DEFAULT_PORTS})
+    env.update(
+        {
+            name: str(port)
+            for name, port in zip(DEFAULT_PORTS, free_ports(len(DEFAULT_PORTS)), strict=True)
+        }
+    )
     yield env
     stack(env, "stop", timeout_s=90)
 
@@ -50,7 +55,7 @@ def test_start_then_stop_leaves_nothing_running(stack_env: dict[str, str]) -> No
 
     state_file = Path(stack_env["TRIPLINE_DATA_DIR"]) / "run" / "stack.json"
     state = json.loads(state_file.read_text())
-    pids = [state["supervisor_pid"], *state["processes"].values()]
+    pids = [entry["pid"] for entry in (state["supervisor"], *state["processes"].values())]
     assert len(state["processes"]) == 12
 
     health = httpx.get(f"http://127.0.0.1:{stack_env['GATEWAY_PORT']}/health", timeout=10)
@@ -69,8 +74,9 @@ def test_start_then_stop_leaves_nothing_running(stack_env: dict[str, str]) -> No
     assert stopped.returncode == 0
     assert [pid for pid in pids if group_alive(pid)] == []
     assert not state_file.exists()
-    log = (Path(stack_env["TRIPLINE_DATA_DIR"]) / "logs" / "stack.log").read_text()
-    assert "every process is ready" in log
+    logs = Path(stack_env["TRIPLINE_DATA_DIR"]) / "logs"
+    assert "every process is ready" in (logs / "stack.log").read_text()
+    assert "Application startup complete" in (logs / "core.log").read_text()
 
 
 def test_start_refuses_a_taken_port(stack_env: dict[str, str]) -> None:

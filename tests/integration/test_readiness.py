@@ -154,3 +154,26 @@ async def test_a_service_process_drains_on_sigterm_then_exits(
         assert "Application shutdown complete" in core.log_tail()
     finally:
         await asyncio.to_thread(core.stop)
+
+
+async def test_a_hung_redis_makes_readiness_fail_fast_not_hang(
+    fresh_redis: Server, settings_for: Callable[..., Any]
+) -> None:
+    """SIGSTOP keeps Redis's sockets open while it answers nothing: the hardest case for
+    timeouts. Readiness must still answer, unready, and recover once Redis resumes."""
+    redis_url = f"redis://127.0.0.1:{fresh_redis.port}/0"
+    settings = settings_for(
+        CoreSettings, redis_url=redis_url, redis_socket_timeout_s=0.5, health_check_timeout_s=1
+    )
+    async with serve_app(create_core(settings)) as core:
+        await eventually(core, 200)
+        assert fresh_redis.process is not None
+        fresh_redis.process.pause()
+        try:
+            for _ in range(3):
+                status, body = await ready_state(core)
+                assert status == 503
+                assert body["checks"]["redis"]["ok"] is False
+        finally:
+            fresh_redis.process.resume()
+        await eventually(core, 200)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -18,7 +19,7 @@ from tripline.common.auth import (
     identity_from_claims,
     mint_token,
 )
-from tripline.common.errors import Forbidden, Unauthorized
+from tripline.common.errors import DependencyUnavailable, Forbidden, Unauthorized
 from tripline.common.settings import LOCAL_JWT_SECRET, ServiceSettings
 
 OTHER_SECRET = "a-different-secret-that-is-also-long-enough-0123"
@@ -210,3 +211,16 @@ def test_query_token_is_accepted_on_websockets_only() -> None:
 def test_header_wins_over_query_on_websockets() -> None:
     conn = connection("websocket", authorization="Bearer from.header", query="token=from.query")
     assert bearer_token(conn) == "from.header"
+
+
+async def test_an_unreachable_jwks_endpoint_is_a_dependency_outage() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = ServiceSettings(
+        jwt_algorithm="RS256", jwt_jwks_url=f"http://127.0.0.1:{port}/.well-known/jwks.json"
+    )
+    token = jwt.encode({"sub": "u"}, "k" * 32, algorithm="HS256", headers={"kid": "k1"})
+    with pytest.raises(DependencyUnavailable) as caught:
+        await TokenVerifier(settings).verify(token)
+    assert caught.value.status == 503

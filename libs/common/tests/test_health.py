@@ -186,3 +186,24 @@ async def test_health_endpoints_through_service_app(build_app: Any, serve: Any) 
     assert draining.status_code == 503
     assert draining.json()["status"] == "draining"
     assert still_live.status_code == 200
+
+
+async def test_a_hanging_probe_is_not_started_again_while_it_hangs() -> None:
+    calls = 0
+    release = asyncio.Event()
+
+    async def hangs() -> None:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+
+    health = Health(timeout_s=0.02)
+    health.add("s3", hangs)
+    first = await health.check()
+    second = await health.check()
+    assert calls == 1
+    assert [first[0].ok, second[0].ok] == [False, False]
+    release.set()
+    third = await health.check()
+    assert third[0].ok
+    assert calls in (1, 2), "the released probe is reused or, once done, run afresh"

@@ -161,3 +161,36 @@ def test_csv_list_is_not_json_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_csv_list_accepts_a_real_list() -> None:
     assert ListSettings(origins=["x", "y"]).origins == ["x", "y"]
+
+
+def test_production_refuses_the_local_jwt_secret() -> None:
+    with pytest.raises(ValidationError, match="JWT_SECRET"):
+        ServiceSettings(environment="production", s3_access_key_id="", s3_secret_access_key="")
+
+
+def test_production_refuses_the_local_s3_keys() -> None:
+    with pytest.raises(ValidationError, match="S3_ACCESS_KEY_ID"):
+        ServiceSettings(environment="production", jwt_secret="a-real-secret-from-the-vault")
+
+
+def test_production_with_real_settings_does_not_create_buckets() -> None:
+    settings = ServiceSettings(
+        environment="production",
+        jwt_secret="a-real-secret-from-the-vault",
+        s3_access_key_id="",
+        s3_secret_access_key="",
+    )
+    assert settings.s3_create_bucket is False
+    assert (settings.s3_access_key_id, settings.s3_secret_access_key) == (None, None)
+
+
+def test_local_creates_buckets_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServiceSettings().s3_create_bucket is True
+    monkeypatch.setenv("S3_CREATE_BUCKET", "false")
+    assert ServiceSettings().s3_create_bucket is False
+
+
+def test_log_level_is_checked_and_case_insensitive() -> None:
+    assert ServiceSettings(log_level="debug").log_level == "DEBUG"
+    with pytest.raises(ValidationError):
+        ServiceSettings(log_level="LOUD")

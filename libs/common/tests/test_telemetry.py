@@ -16,6 +16,7 @@ from tripline.common.telemetry import (
     LIBRARY_INSTRUMENTORS,
     build_provider,
     current_trace_id,
+    redact_token,
 )
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -124,3 +125,16 @@ async def test_instrumented_app_continues_an_incoming_trace(build_app: Any, serv
     async with serve(app) as client:
         traced = await client.get("/whoami", headers={"traceparent": traceparent})
     assert traced.json()["trace_id"] == TRACE_ID
+
+
+@pytest.mark.parametrize(
+    ("raw", "redacted"),
+    [
+        ("ws://h/ws/trips/1?token=eyJ.a.b&since=4", "ws://h/ws/trips/1?token=REDACTED&since=4"),
+        ("token=eyJ.a.b", "token=REDACTED"),
+        ("since=4&token=x#frag", "since=4&token=REDACTED#frag"),
+        ("mytoken=keep", "mytoken=keep"),
+    ],
+)
+def test_bearer_tokens_in_urls_are_redacted(raw: str, redacted: str) -> None:
+    assert redact_token(raw) == redacted

@@ -257,3 +257,18 @@ async def test_parse_body_through_an_app(build_app: Any, serve: Any) -> None:
     assert "TOPSECRET" not in invalid.text
     assert too_big.status_code == 413
     assert wrong_type.status_code == 415
+
+
+async def test_an_integer_past_pythons_digit_limit_is_malformed(build_app: Any, serve: Any) -> None:
+    async def echo(request: Request) -> Response:
+        return JSONResponse({"got": str(type(await read_json(request)))})
+
+    app = build_app([Route("/echo", echo, methods=["POST"])])
+    async with serve(app) as client:
+        answer = await client.post(
+            "/echo",
+            content=b'{"amount_cents": ' + b"1" * 5000 + b"}",
+            headers={"content-type": "application/json"},
+        )
+    assert answer.status_code == 400
+    assert answer.json()["type"].endswith("/malformed-request")

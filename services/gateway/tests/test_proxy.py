@@ -300,3 +300,22 @@ async def test_the_request_target_is_forwarded_as_received() -> None:
     request = make_request("GET", "/api/trips/a/b", raw_path=b"/api/trips/a%2Fb")
     await call(upstreams, request)
     assert upstreams.seen[0].url.raw_path == b"/api/trips/a%2Fb"
+
+
+async def test_header_values_beyond_ascii_reach_the_upstream_byte_for_byte() -> None:
+    upstreams = Upstreams({"r1": ok})
+    agent = "Tripline-App/1.0 (Zürich)".encode()
+    request = make_request()
+    request.scope["headers"].append((b"user-agent", agent))
+    await call(upstreams, request)
+    [sent] = upstreams.seen
+    assert (b"user-agent", agent) in sent.headers.raw
+
+
+async def test_the_gateway_sets_date_and_server_itself() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        headers = [("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Server", "uvicorn")]
+        return reply(200, b"{}", [*headers, ("Content-Type", "application/json")])
+
+    _, headers, _ = await call(Upstreams({"r1": answer}), make_request())
+    assert {name for name, _ in headers}.isdisjoint({b"date", b"server"})

@@ -98,9 +98,25 @@ async def test_latest_is_none_when_nothing_is_known() -> None:
 
 @pytest.mark.parametrize("encode", [str, str.encode])
 async def test_latest_decodes_the_stored_location(encode: Any) -> None:
-    location = {"lat": 1.5, "lon": -2.25, "seq": 4}
+    location = {"lat": 1.5, "lng": -2.25, "heading": None, "speed": 3.0, "ts": 17.0, "seq": 4}
     redis = FakeRedis({latest_key("t"): encode(json.dumps(location))})
     assert await LocationStore(redis).latest("t") == location  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        "[1, 2]",
+        '{"lat": 1.5, "lon": -2.25, "seq": 4}',
+        '{"lat": 91, "lng": 0, "ts": 1, "seq": 1}',
+        '{"lat": 1, "lng": 0, "ts": 1, "seq": -1}',
+        "1" * 5000,
+    ],
+)
+async def test_unreadable_stored_data_is_no_location(raw: str) -> None:
+    redis = FakeRedis({latest_key("t"): raw})
+    assert await LocationStore(redis).latest("t") is None  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("error", [RedisConnectionError("down"), RedisTimeoutError("slow")])

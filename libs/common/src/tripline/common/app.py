@@ -8,7 +8,8 @@ created at import time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
@@ -16,7 +17,7 @@ from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import HTTPConnection
+from starlette.requests import ClientDisconnect, HTTPConnection
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
@@ -84,10 +85,12 @@ async def handle_http_exception(conn: HTTPConnection, exc: Exception) -> Respons
     return await handle_tripline_error(conn, error)
 
 
-EXCEPTION_HANDLERS: dict[Any, Any] = {
-    TriplineError: handle_tripline_error,
-    HTTPException: handle_http_exception,
-}
+EXCEPTION_HANDLERS: Mapping[Any, Any] = MappingProxyType(
+    {
+        TriplineError: handle_tripline_error,
+        HTTPException: handle_http_exception,
+    }
+)
 
 
 class UnexpectedErrorMiddleware:
@@ -112,6 +115,9 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # The client left mid-request: nobody to answer, and not a server error.
+            log.info("client disconnected", path=scope.get("path"))
         except Exception as exc:
             span = trace.get_current_span()
             span.record_exception(exc)
@@ -182,7 +188,7 @@ def service_app(
     app = Starlette(
         routes=[*common_routes, *routes],
         lifespan=lifespan,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     app.state.settings = settings
     app.state.health = health

@@ -14,8 +14,10 @@ from enum import StrEnum
 import jwt
 from starlette.requests import HTTPConnection
 
-from tripline.common.errors import Forbidden, Unauthorized
+from tripline.common.errors import DependencyUnavailable, Forbidden, Unauthorized
 from tripline.common.settings import ServiceSettings
+
+JWKS_TIMEOUT_S = 2
 
 
 class Role(StrEnum):
@@ -49,14 +51,18 @@ class TokenVerifier:
         elif settings.jwt_public_key:
             self._key = settings.jwt_public_key
         elif settings.jwt_jwks_url:
-            self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=300)
+            self._jwks = jwt.PyJWKClient(
+                settings.jwt_jwks_url, cache_keys=True, lifespan=300, timeout=JWKS_TIMEOUT_S
+            )
         else:
             raise ValueError("RS256 needs JWT_PUBLIC_KEY or JWT_JWKS_URL")
 
     async def verify(self, token: str) -> Identity:
         """Return the identity in ``token``.
 
-        Raises :class:`Unauthorized` for a missing, malformed, expired or badly signed token.
+        Raises :class:`Unauthorized` for a missing, malformed, expired or badly signed token,
+        and :class:`DependencyUnavailable` when the JWKS endpoint cannot be reached (an outage
+        of the identity provider is not the client's fault).
         """
         try:
             if self._jwks is not None:
@@ -74,6 +80,8 @@ class TokenVerifier:
                 leeway=self._settings.jwt_leeway_s,
                 options={"require": ["sub", "exp"]},
             )
+        except jwt.PyJWKClientConnectionError as exc:
+            raise DependencyUnavailable("jwks", "the signing keys cannot be fetched") from exc
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("the token has expired") from exc
         except jwt.PyJWKClientError as exc:

@@ -52,12 +52,16 @@ class Health:
     clock: Callable[[], float] = time.perf_counter
     draining: bool = False
     _probes: dict[str, tuple[Probe, bool]] = field(default_factory=dict)
+    _in_flight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def add(self, name: str, probe: Probe, *, required: bool = True) -> None:
         self._probes[name] = (probe, required)
 
     async def check(self) -> list[CheckResult]:
-        """Run every probe concurrently; never raises."""
+        """Run every probe concurrently, each bounded by ``timeout_s``; never raises.
+
+        A probe still running from an earlier check is awaited again rather than started anew.
+        """
         return list(
             await asyncio.gather(
                 *(self._run(name, probe, req) for name, (probe, req) in self._probes.items())
@@ -65,9 +69,17 @@ class Health:
         )
 
     async def _run(self, name: str, probe: Probe, required: bool) -> CheckResult:
+        # One probe of each kind at a time: a dependency that hangs must not collect a new
+        # stuck call (and, for S3, a stuck thread) every time readiness is asked.
+        task = self._in_flight.get(name)
+        if task is None or task.done():
+            task = asyncio.ensure_future(_call(probe))
+            # The outcome is read below, or by a later check; mark it read either way.
+            task.add_done_callback(_retrieve)
+            self._in_flight[name] = task
         started = self.clock()
         try:
-            await asyncio.wait_for(probe(), timeout=self.timeout_s)
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.timeout_s)
         except TimeoutError:
             error: str | None = f"no answer within {self.timeout_s:g}s"
         except Exception as exc:  # noqa: BLE001 (a probe may fail in any way; report it)
@@ -87,6 +99,15 @@ class Health:
             "status": "ready" if ready else "unready",
             "checks": {result.name: result.as_dict() for result in results},
         }
+
+
+async def _call(probe: Probe) -> None:
+    await probe()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def live_endpoint(_request: Request) -> Response:

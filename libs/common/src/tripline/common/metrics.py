@@ -7,7 +7,7 @@ services add their own gauges to the same registry.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tripline.common.routes import route_template
 
+CLIENT_CLOSED = 499
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -61,7 +62,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status: int | None = None
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -71,8 +72,11 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
-        finally:
-            self._record(scope, status, time.perf_counter() - started)
+        except Exception:
+            self._record(scope, status or 500, time.perf_counter() - started)
+            raise
+        # No response and no error: the client went away first (nginx's 499).
+        self._record(scope, status or CLIENT_CLOSED, time.perf_counter() - started)
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         route = route_template(self.starlette, scope)
@@ -84,7 +88,9 @@ class MetricsMiddleware:
             self.metrics.errors.labels(service, route).inc()
 
 
-def metrics_endpoint(registry: CollectorRegistry) -> Any:
+def metrics_endpoint(registry: CollectorRegistry) -> Callable[[Request], Awaitable[Response]]:
+    """The ``/metrics`` endpoint: ``registry`` in the Prometheus text format."""
+
     async def endpoint(_request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 
 
 class Queue(StrEnum):
@@ -20,6 +22,8 @@ class Task(StrEnum):
     PING = "tripline.system.ping"
 
 
-TASK_QUEUES: dict[Task, Queue] = {
-    Task.PING: Queue.SYSTEM,
-}
+TASK_QUEUES: Mapping[Task, Queue] = MappingProxyType(
+    {
+        Task.PING: Queue.SYSTEM,
+    }
+)

@@ -8,9 +8,9 @@ tripline.core`` is all it takes to point a service elsewhere.
 from __future__ import annotations
 
 import socket
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["local", "production"]
@@ -18,6 +18,7 @@ TraceExporter = Literal["none", "otlp", "memory", "console"]
 JwtAlgorithm = Literal["HS256", "RS256"]
 
 LOCAL_JWT_SECRET = "tripline-local-development-secret-change-me"  # noqa: S105 (documented local default)
+LOCAL_S3_KEY_ID = "tripline-local"
 
 
 def split_csv(value: object) -> object:
@@ -40,7 +41,7 @@ class ServiceSettings(BaseSettings):
     instance_id: str = Field(default_factory=socket.gethostname)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json: bool = True
     drain_seconds: float = Field(
         default=0.0,
@@ -63,10 +64,11 @@ class ServiceSettings(BaseSettings):
     s3_endpoint_url: str | None = "http://127.0.0.1:9000"
     s3_bucket: str = "tripline-documents"
     s3_region: str = "us-east-1"
-    s3_access_key_id: str | None = "tripline-local"
+    s3_access_key_id: str | None = LOCAL_S3_KEY_ID
     s3_secret_access_key: SecretStr | None = SecretStr("tripline-local-secret")
     s3_create_bucket: bool = Field(
-        default=True, description="Create the bucket when missing (local stand-in only)."
+        default=True,
+        description="Create the bucket when missing; defaults to true only when local.",
     )
 
     jwt_algorithm: JwtAlgorithm = "HS256"
@@ -83,7 +85,41 @@ class ServiceSettings(BaseSettings):
 
     health_check_timeout_s: float = Field(default=1.5, gt=0)
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     @field_validator("s3_endpoint_url", "s3_access_key_id", "jwt_public_key", "jwt_jwks_url")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("s3_secret_access_key")
+    @classmethod
+    def _empty_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bucket_creation_follows_environment(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("s3_create_bucket") in (None, ""):
+            return {**data, "s3_create_bucket": data.get("environment", "local") == "local"}
+        return data
+
+    @model_validator(mode="after")
+    def _no_local_defaults_in_production(self) -> ServiceSettings:
+        """Refuse to start in production with the committed local secrets: a forgotten
+        ``JWT_SECRET`` would let anyone mint an admin token."""
+        if self.environment != "production":
+            return self
+        if self.jwt_algorithm == "HS256" and (
+            self.jwt_secret.get_secret_value() == LOCAL_JWT_SECRET
+        ):
+            raise ValueError("set JWT_SECRET (or JWT_ALGORITHM=RS256 with a key) in production")
+        if self.s3_access_key_id == LOCAL_S3_KEY_ID:
+            raise ValueError(
+                "set S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY in production, or set both "
+                "empty to use the default AWS credential chain"
+            )
+        return self

@@ -8,7 +8,9 @@ and propagate to upstreams) but exports nothing.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
@@ -28,13 +30,15 @@ from tripline.common.routes import route_template
 from tripline.common.settings import ServiceSettings
 
 # Instrumentations live in optional extras: a service instruments only the clients it installs.
-LIBRARY_INSTRUMENTORS: dict[str, tuple[str, str]] = {
-    "httpx": ("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
-    "redis": ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
-    "pymongo": ("opentelemetry.instrumentation.pymongo", "PymongoInstrumentor"),
-    "botocore": ("opentelemetry.instrumentation.botocore", "BotocoreInstrumentor"),
-    "celery": ("opentelemetry.instrumentation.celery", "CeleryInstrumentor"),
-}
+LIBRARY_INSTRUMENTORS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "httpx": ("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
+        "redis": ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
+        "pymongo": ("opentelemetry.instrumentation.pymongo", "PymongoInstrumentor"),
+        "botocore": ("opentelemetry.instrumentation.botocore", "BotocoreInstrumentor"),
+        "celery": ("opentelemetry.instrumentation.celery", "CeleryInstrumentor"),
+    }
+)
 
 SERVICE_ATTRIBUTE = "tripline.service"
 
@@ -107,9 +111,15 @@ def instrument_app(app: Starlette, service: str) -> None:
         method = scope.get("method", "WS") if scope["type"] == "http" else "WS"
         return f"{method} {route}", {"http.route": route}
 
-    def tag(span: Any, _scope: dict[str, Any]) -> None:
-        if span is not None and span.is_recording():
-            span.set_attribute(SERVICE_ATTRIBUTE, service)
+    def tag(span: Any, scope: dict[str, Any]) -> None:
+        if span is None or not span.is_recording():
+            return
+        span.set_attribute(SERVICE_ATTRIBUTE, service)
+        if b"token=" in scope.get("query_string", b""):
+            # A WebSocket may carry its bearer token in the query: keep it out of the traces.
+            for key, value in (getattr(span, "attributes", None) or {}).items():
+                if isinstance(value, str) and "token=" in value:
+                    span.set_attribute(key, redact_token(value))
 
     app.add_middleware(
         OpenTelemetryMiddleware,
@@ -117,6 +127,14 @@ def instrument_app(app: Starlette, service: str) -> None:
         server_request_hook=tag,
         exclude_spans=["send", "receive"],
     )
+
+
+TOKEN_PARAMETER = re.compile(r"(?P<name>(?:^|[?&])token=)[^&#]*")
+
+
+def redact_token(value: str) -> str:
+    """``/ws/trips/1?token=eyJ...&since=4`` → ``/ws/trips/1?token=REDACTED&since=4``."""
+    return TOKEN_PARAMETER.sub(r"\g<name>REDACTED", value)
 
 
 def current_trace_id() -> str | None:

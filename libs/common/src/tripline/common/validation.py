@@ -65,7 +65,8 @@ async def read_json(request: Request, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
         raise MalformedRequest("the request needs a JSON body")
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, bad UTF-8 and integers past Python's digit limit.
         raise MalformedRequest(f"the body is not valid JSON: {exc}") from exc
 
 

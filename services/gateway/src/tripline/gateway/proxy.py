@@ -82,12 +82,20 @@ def forward_headers(
     return out
 
 
+# Singletons the gateway's own server sets on every response it sends.
+SET_BY_GATEWAY = frozenset({"date", "server"})
+
+
 def response_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
-    return [
-        (name, value)
-        for name, value in headers.multi_items()
-        if name.lower() not in HOP_BY_HOP or name.lower() == "content-length"
-    ]
+    """The upstream's response headers worth relaying (its Content-Length included)."""
+    dropped = (HOP_BY_HOP - {"content-length"}) | SET_BY_GATEWAY
+    return [(name, value) for name, value in headers.multi_items() if name.lower() not in dropped]
+
+
+def latin1(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Headers as the bytes the client sent: the ASGI server decoded them as latin-1, and
+    httpx would re-encode text as ASCII and fail on a ``User-Agent: ... (Zürich)``."""
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 def request_target(scope: Mapping[str, Any]) -> str:
@@ -139,7 +147,7 @@ async def forward(
     last_error: Exception | None = None
     for base_url in replicas:
         upstream_request = client.build_request(
-            request.method, base_url + target, headers=headers, content=body
+            request.method, base_url + target, headers=latin1(headers), content=body
         )
         try:
             upstream = await client.send(upstream_request, stream=True)

@@ -7,6 +7,15 @@ from pydantic import Field, field_validator
 from tripline.common.settings import CsvList, ServiceSettings, split_csv
 
 
+def base_url(value: str) -> str:
+    """``http://core:8081/`` → ``http://core:8081``; raises ValueError for anything but an
+    absolute http(s) URL without a query."""
+    url = value.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or "?" in url or "#" in url:
+        raise ValueError(f"{value!r} is not an http(s) base URL like http://core:8081")
+    return url
+
+
 class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
     port: int = 8080
@@ -28,6 +37,16 @@ class GatewaySettings(ServiceSettings):
     @classmethod
     def _split(cls, value: object) -> object:
         return split_csv(value)
+
+    @field_validator("core_url", "upload_url", "monitor_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return base_url(value)
+
+    @field_validator("tracking_urls")
+    @classmethod
+    def _base_urls(cls, value: list[str]) -> list[str]:
+        return [base_url(url) for url in value]
 
     @field_validator("tracking_urls")
     @classmethod

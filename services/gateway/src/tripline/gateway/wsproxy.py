@@ -13,12 +13,15 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from tripline.common.errors import UpstreamUnavailable
 from tripline.common.logs import get_logger
-from tripline.gateway.proxy import request_target
+from tripline.gateway.proxy import HOP_BY_HOP, SET_BY_GATEWAY, request_target
 from tripline.gateway.routing import websocket_url
 
 # Headers of the client's handshake worth passing on; the rest belong to this hop.
 FORWARDED_HANDSHAKE_HEADERS = ("authorization", "user-agent", "x-request-id", "accept-language")
 MAX_FRAME_BYTES = 1024 * 1024
+WEBSOCKET_HANDSHAKE = frozenset(
+    {"sec-websocket-accept", "sec-websocket-extensions", "sec-websocket-protocol"}
+)
 
 log = get_logger(__name__)
 
@@ -40,10 +43,12 @@ def relayable_close_code(code: int | None) -> int:
 
 
 def handshake_headers(websocket: WebSocket) -> dict[str, str]:
+    # The websockets library sends text headers as ASCII; a value it cannot send is dropped
+    # rather than failing the whole handshake.
     headers = {
         name: websocket.headers[name]
         for name in FORWARDED_HANDSHAKE_HEADERS
-        if name in websocket.headers
+        if name in websocket.headers and websocket.headers[name].isascii()
     }
     forwarded_for = [value.strip() for value in websocket.headers.getlist("x-forwarded-for")]
     if websocket.client:
@@ -79,11 +84,18 @@ async def open_upstream(
             )
         except InvalidStatus as refused:
             upstream = refused.response
-            return Response(
-                upstream.body or b"",
-                status_code=upstream.status_code,
-                media_type=upstream.headers.get("content-type"),
-            )
+            denial = Response(upstream.body or b"", status_code=upstream.status_code)
+            # Keep what the client needs to act on (Retry-After, WWW-Authenticate...).
+            denial.raw_headers = [
+                *(
+                    (name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in upstream.headers.raw_items()
+                    if name.lower() not in HOP_BY_HOP | SET_BY_GATEWAY
+                    and name.lower() not in WEBSOCKET_HANDSHAKE
+                ),
+                (b"content-length", str(len(upstream.body or b"")).encode()),
+            ]
+            return denial
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             log.warning("websocket upstream unreachable", upstream=base_url, error=str(exc))
     raise UpstreamUnavailable("no replica of the service accepted the WebSocket")

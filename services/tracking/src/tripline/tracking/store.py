@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tripline.common.errors import DependencyUnavailable, NotFound
+from tripline.common.logs import get_logger
+
+log = get_logger(__name__)
 
 TRIP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -23,6 +26,19 @@ def check_trip_id(trip_id: str) -> str:
     if not TRIP_ID.fullmatch(trip_id):
         raise NotFound("no trip has that id")
     return trip_id
+
+
+class StoredLocation(BaseModel):
+    """The shape a trip's latest location has in Redis."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+    heading: float | None = None
+    speed: float | None = None
+    ts: float
+    seq: int = Field(ge=0)
 
 
 class LocationStore:
@@ -40,5 +56,10 @@ class LocationStore:
             raise DependencyUnavailable("redis") from exc
         if raw is None:
             return None
-        location: dict[str, Any] = json.loads(raw)
-        return location
+        try:
+            location = StoredLocation.model_validate_json(raw)
+        except ValidationError as exc:
+            # Unreadable data is no location: clients get a 404, not a 500.
+            log.warning("unreadable location in redis", trip_id=trip_id, error=str(exc))
+            return None
+        return location.model_dump()

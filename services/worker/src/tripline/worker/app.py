@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
-from celery.signals import worker_process_init
 
 from tripline.common.celery_app import create_celery
 from tripline.common.queues import Queue
-from tripline.common.telemetry import configure_tracing
 from tripline.worker.settings import WorkerSettings
 from tripline.worker.system import register_system_tasks
 
@@ -18,15 +14,13 @@ INSTRUMENTED_LIBRARIES = ("celery", "redis", "pymongo", "botocore", "httpx")
 
 
 def create_worker_app(settings: WorkerSettings) -> Celery:
-    """Build the worker's Celery app with every task registered; no I/O happens here."""
+    """Build the worker's Celery app with every task registered; no I/O happens here.
+
+    Tracing is configured once in the main process before the pool forks; the SDK's span
+    processors restart their export threads in each child by themselves.
+    """
     app = create_celery(settings, main="tripline.worker")
     register_system_tasks(app)
-
-    def trace_child(**_kwargs: Any) -> None:
-        # Span exporters run threads, which do not survive fork: each pool child needs its own.
-        configure_tracing(settings, INSTRUMENTED_LIBRARIES)
-
-    worker_process_init.connect(trace_child, weak=False)
     return app
 
 

@@ -6,6 +6,7 @@ The Makefile's ``up``, ``start``, ``stop``, ``status``, ``logs`` and ``token`` c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from tripline.common.auth import Role, mint_token
 from tripline.common.settings import LOCAL_JWT_SECRET
 from tripline.devstack.backends import MissingBinary, redis_binary
 from tripline.devstack.ports import port_in_use
-from tripline.devstack.process import group_alive, pid_alive, stop_group
+from tripline.devstack.process import same_process, stop_group
 from tripline.devstack.stack import StackPorts, stack_groups, url
 from tripline.devstack.supervisor import Supervisor
 
@@ -34,8 +35,12 @@ def state_path() -> Path:
     return data_dir() / "run" / "stack.json"
 
 
+def log_dir() -> Path:
+    return data_dir() / "logs"
+
+
 def log_path() -> Path:
-    return data_dir() / "logs" / "stack.log"
+    return log_dir() / "stack.log"
 
 
 def read_state() -> dict[str, Any] | None:
@@ -44,10 +49,23 @@ def read_state() -> dict[str, Any] | None:
         state: dict[str, Any] = json.loads(state_path().read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    pid = state.get("supervisor_pid")
-    if not isinstance(pid, int) or not pid_alive(pid):
+    if not recorded_alive(state.get("supervisor")):
         return None
     return state
+
+
+def recorded_pid(entry: object) -> tuple[int, str | None] | None:
+    """The pid and start token of a state-file entry, or None when it is malformed."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("pid"), int):
+        return None
+    token = entry.get("started")
+    return entry["pid"], token if isinstance(token, str) else None
+
+
+def recorded_alive(entry: object) -> bool:
+    """True when the recorded process still runs (not merely another one with its pid)."""
+    recorded = recorded_pid(entry)
+    return recorded is not None and same_process(*recorded)
 
 
 def urls_text(ports: StackPorts) -> str:
@@ -106,7 +124,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if ports is None:
         return 1
     supervisor = Supervisor(
-        stack_groups(ports, data_dir()), state_path(), log_path(), echo=not args.quiet
+        stack_groups(ports, data_dir()), state_path(), log_dir(), echo=not args.quiet
     )
     if not args.quiet:
         print(f"Starting the Tripline stack (data in {data_dir()}); Ctrl-C stops it.")
@@ -139,7 +157,7 @@ def cmd_start(_args: argparse.Namespace) -> int:
             return 0
         time.sleep(0.5)
     print(f"the stack was not ready within {START_TIMEOUT_S:g}s; stopping it", file=sys.stderr)
-    stop_group(child.pid, 30)
+    cmd_stop(_args)
     return 1
 
 
@@ -149,18 +167,21 @@ def cmd_stop(_args: argparse.Namespace) -> int:
     except (FileNotFoundError, json.JSONDecodeError):
         print("the stack is not running")
         return 0
-    supervisor = state.get("supervisor_pid")
-    if isinstance(supervisor, int):
-        os.kill(supervisor, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while pid_alive(supervisor) and time.monotonic() < deadline:
+    supervisor = recorded_pid(state.get("supervisor"))
+    if supervisor is not None and same_process(*supervisor):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(supervisor[0], signal.SIGTERM)
+        deadline = time.monotonic() + 90
+        while same_process(*supervisor) and time.monotonic() < deadline:
             time.sleep(0.2)
-    # Anything the supervisor could not stop (or that outlived a killed supervisor).
-    for pid in state.get("processes", {}).values():
-        if isinstance(pid, int) and group_alive(pid):
-            stop_group(pid, 10)
-    if isinstance(supervisor, int) and pid_alive(supervisor):
-        stop_group(supervisor, 5)
+    # Whatever the supervisor could not stop, or outlived a supervisor that was killed; a pid
+    # now used by an unrelated process is left alone.
+    for entry in state.get("processes", {}).values():
+        recorded = recorded_pid(entry)
+        if recorded is not None and same_process(*recorded):
+            stop_group(recorded[0], 10)
+    if supervisor is not None and same_process(*supervisor):
+        stop_group(supervisor[0], 5)
     state_path().unlink(missing_ok=True)
     print("the stack is stopped")
     return 0
@@ -171,12 +192,15 @@ def cmd_status(_args: argparse.Namespace) -> int:
     if state is None:
         print("the stack is not running (make start)")
         return 1
-    print(f"stack: {state.get('status')} (supervisor pid {state.get('supervisor_pid')})")
+    supervisor = recorded_pid(state.get("supervisor"))
+    print(f"stack: {state.get('status')} (supervisor pid {supervisor[0] if supervisor else '?'})")
     ports: dict[str, int] = state.get("ports", {})
-    for name, pid in state.get("processes", {}).items():
-        alive = isinstance(pid, int) and group_alive(pid)
-        port = ports.get(name)
-        print(f"  {name:<22} {'running' if alive else 'STOPPED':<8} pid {pid:<8} port {port}")
+    for name, entry in state.get("processes", {}).items():
+        recorded = recorded_pid(entry)
+        alive = recorded is not None and same_process(*recorded)
+        pid = recorded[0] if recorded else "?"
+        port = ports.get(name, "-")
+        print(f"  {name:<22} {'running' if alive else 'STOPPED':<8} pid {pid!s:<8} port {port}")
     return 0
 
 

@@ -22,7 +22,7 @@ from tripline.devstack.backends import (
     redis_spec,
     s3_spec,
 )
-from tripline.devstack.ports import free_port
+from tripline.devstack.ports import free_port, free_ports
 from tripline.devstack.probes import Probe
 from tripline.devstack.process import ManagedProcess, ProcessSpec
 
@@ -108,7 +108,7 @@ def start_redis(root: Path, *, name: str = "redis", durable: bool = False) -> Se
 
 def start_backends(root: Path) -> Backends:
     """Start Redis, SecantusDB and moto on free ports under ``root``; stop with ``.stop()``."""
-    ports = BackendPorts(redis=free_port(), mongo=free_port(), s3=free_port())
+    ports = BackendPorts(*free_ports(3))
     servers = [
         Server(
             redis_spec(ports.redis, root / "redis", durable=False), ports.redis, root / "redis.log"

@@ -1,15 +1,20 @@
 """Starting, watching and stopping one child process of the stack.
 
 Each child runs in its own session (process group) so stopping it takes its children too and a
-terminal's Ctrl-C reaches only the supervisor, which stops everything in order.
+terminal's Ctrl-C reaches only the supervisor, which stops everything in order. On Linux a
+child also gets SIGTERM when the thread that started it dies, so a killed supervisor or test
+run does not leave servers behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,9 +24,11 @@ from typing import IO
 
 from tripline.devstack.probes import Probe
 
+PR_SET_PDEATHSIG = 1
+
 
 class StartFailed(RuntimeError):
-    """A process exited or never became ready; the message says which and shows its output."""
+    """A process exited or never became ready; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,12 @@ class ProcessSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     stop_timeout_s: float = 10.0
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec.
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ManagedProcess:
@@ -53,9 +66,10 @@ class ManagedProcess:
             env=env,
             cwd=self.spec.cwd,
             stdin=subprocess.DEVNULL,
-            stdout=self._output if self._output is not None else subprocess.PIPE,
+            stdout=self._output if self._output is not None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 
     def running(self) -> bool:
@@ -82,7 +96,7 @@ class ManagedProcess:
         raise StartFailed(f"{self.spec.name} was not ready within {timeout_s:g}s")
 
     def stop(self) -> None:
-        """SIGTERM the process group, wait, then SIGKILL what is left. Safe to call twice."""
+        """Stop the process and its group (see :func:`stop_group`). Safe to call twice."""
         if self.popen is None:
             return
         stop_group(self.popen.pid, self.spec.stop_timeout_s)
@@ -134,11 +148,33 @@ def _exists(send: Callable[[int, int], None], target: int) -> bool:
     return True
 
 
+def start_token(pid: int) -> str | None:
+    """What tells this process apart from a later one given the same pid (Linux: its start
+    time in clock ticks since boot), or None where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def same_process(pid: int, token: str | None) -> bool:
+    """True when ``pid`` is still the process recorded with ``token``."""
+    if not pid_alive(pid):
+        return False
+    return token is None or start_token(pid) in (token, None)
+
+
 def stop_group(pgid: int, timeout_s: float) -> None:
-    """Stop a process group politely, then firmly; returns once it is gone."""
+    """Stop a process group: SIGTERM to its leader, then SIGKILL to all that is left.
+
+    Only the leader gets SIGTERM so it can shut down in order (a Celery worker finishes its
+    tasks and stops its pool children itself). Returns once the group is gone.
+    """
     signal_group(pgid, signal.SIGCONT)
-    if not signal_group(pgid, signal.SIGTERM):
-        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         reap(pgid)
