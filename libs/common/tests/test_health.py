@@ -142,7 +142,7 @@ async def test_draining_is_not_ready_and_skips_checks() -> None:
 
     health = Health()
     health.add("redis", counted)
-    health.draining = True
+    health.start_draining()
     assert await health.readiness() == (False, {"status": "draining", "checks": {}})
     assert calls == []
 
@@ -172,7 +172,7 @@ async def test_health_endpoints_through_service_app(build_app: Any, serve: Any) 
         state["up"] = False
         unready = await client.get("/health/ready")
         state["up"] = True
-        health.draining = True
+        health.start_draining()
         draining = await client.get("/health/ready")
         still_live = await client.get("/health/live")
     assert (live.status_code, live.json()) == (200, {"status": "live"})

@@ -215,7 +215,7 @@ async def test_draining_releases_held_requests_with_503() -> None:
         held = asyncio.create_task(client.post("/v1/payments", json=PAYMENT))
         await wait_until_hanging(client, "payments")
 
-        app.state.health.draining = True
+        app.state.health.start_draining()
 
         response = await asyncio.wait_for(held, 5)
         assert_problem(response, 503, "provider-unavailable")
@@ -227,11 +227,11 @@ async def test_release_when_draining_closes_the_state_once_draining() -> None:
     health = Health()
     state = SandboxState(max_records=10, max_hang_s=10)
     state.payments.configure(Mode.HANG)
-    watcher = asyncio.create_task(release_when_draining(health, state, poll_s=0.01))
+    watcher = asyncio.create_task(release_when_draining(health, state))
     await asyncio.sleep(0.05)
     assert not watcher.done()
 
-    health.draining = True
+    health.start_draining()
     await asyncio.wait_for(watcher, 2)
 
     with pytest.raises(ProviderUnavailable, match="stopping"):

@@ -50,12 +50,24 @@ class Health:
 
     timeout_s: float = 1.5
     clock: Callable[[], float] = time.perf_counter
-    draining: bool = False
+    _draining: asyncio.Event = field(default_factory=asyncio.Event)
     _probes: dict[str, tuple[Probe, bool]] = field(default_factory=dict)
     _in_flight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def add(self, name: str, probe: Probe, *, required: bool = True) -> None:
         self._probes[name] = (probe, required)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
+
+    def start_draining(self) -> None:
+        """Report ``draining`` from now on; call it on the event loop's thread."""
+        self._draining.set()
+
+    async def wait_draining(self) -> None:
+        """Return once draining has started."""
+        await self._draining.wait()
 
     async def check(self) -> list[CheckResult]:
         """Run every probe concurrently, each bounded by ``timeout_s``; never raises.

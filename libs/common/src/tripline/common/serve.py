@@ -36,14 +36,18 @@ class DrainingServer(uvicorn.Server):
         await super().serve(sockets)  # type: ignore[arg-type]
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._health.draining or self._drain_s <= 0 or self._loop is None:
-            self._health.draining = True
+        # A signal handler may interrupt the loop anywhere: hand the work to the loop itself.
+        if self._loop is None:
             super().handle_exit(sig, frame)
             return
-        self._health.draining = True
-        self._loop.call_soon_threadsafe(
-            self._loop.call_later, self._drain_s, super().handle_exit, sig, frame
-        )
+        first = not self._health.draining
+        self._loop.call_soon_threadsafe(self._health.start_draining)
+        if first and self._drain_s > 0:
+            self._loop.call_soon_threadsafe(
+                self._loop.call_later, self._drain_s, super().handle_exit, sig, frame
+            )
+        else:
+            super().handle_exit(sig, frame)
 
 
 def uvicorn_config(app: Starlette, settings: ServiceSettings) -> uvicorn.Config:

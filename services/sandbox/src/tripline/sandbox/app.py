@@ -15,19 +15,14 @@ from tripline.sandbox.routes import routes
 from tripline.sandbox.settings import SandboxSettings
 from tripline.sandbox.state import SandboxState
 
-DRAIN_POLL_S = 0.25
 
-
-async def release_when_draining(
-    health: Health, state: SandboxState, *, poll_s: float = DRAIN_POLL_S
-) -> None:
+async def release_when_draining(health: Health, state: SandboxState) -> None:
     """Close ``state`` once ``health`` reports draining.
 
     uvicorn waits for in-flight requests before it runs the lifespan's exit, so without this a
     request held in hang mode would delay every shutdown by the full graceful timeout.
     """
-    while not health.draining:  # noqa: ASYNC110 (draining is a plain flag set on SIGTERM)
-        await asyncio.sleep(poll_s)
+    await health.wait_draining()
     state.close()
 
 
