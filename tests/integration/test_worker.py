@@ -13,7 +13,7 @@ from celery import Celery
 from tripline.common.celery_app import create_celery
 from tripline.common.queues import Queue, Task
 from tripline.common.settings import ServiceSettings
-from tripline.devstack.harness import Backends, Subprocess, python_module, scaled
+from tripline.devstack.harness import Backends, Server, Subprocess, python_module, scaled
 from tripline.devstack.probes import celery_worker
 
 pytestmark = pytest.mark.integration
@@ -58,3 +58,29 @@ def test_every_queue_is_declared_and_consumed(worker: Subprocess, producer: Cele
 def test_ping_is_routed_to_the_system_queue(producer: Celery) -> None:
     route = producer.amqp.router.route({}, Task.PING.value)
     assert route["queue"].name == Queue.SYSTEM.value
+
+
+async def test_the_worker_resumes_after_a_broker_restart(
+    fresh_redis: Server, tmp_logs: Path
+) -> None:
+    redis_url = f"redis://127.0.0.1:{fresh_redis.port}/0"
+    instance = f"rs-{uuid.uuid4().hex[:8]}"
+    worker = Subprocess(
+        "worker",
+        python_module("tripline.worker"),
+        {"REDIS_URL": redis_url, "INSTANCE_ID": instance, "WORKER_CONCURRENCY": "1"},
+        celery_worker(redis_url, f"worker@{instance}"),
+        tmp_logs / "worker.log",
+    )
+    await asyncio.to_thread(worker.start)
+    try:
+        await asyncio.to_thread(fresh_redis.restart)
+        producer = create_celery(ServiceSettings(redis_url=redis_url))
+        nonce = uuid.uuid4().hex
+        result = producer.send_task(Task.PING.value, args=[nonce])
+        answer = await asyncio.to_thread(result.get, timeout=scaled(60))
+        assert answer["nonce"] == nonce, worker.log_tail()
+        assert worker.process is not None
+        assert worker.process.running()
+    finally:
+        await asyncio.to_thread(worker.stop)
