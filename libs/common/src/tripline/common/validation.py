@@ -45,14 +45,11 @@ def validate(model: type[Model], data: object, *, what: str = "body") -> Model:
         ) from exc
 
 
-async def read_json(request: Request, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> object:
-    """Read a JSON body of at most ``max_bytes``.
+async def read_body(request: Request, *, max_bytes: int) -> bytes:
+    """Read the whole body, refusing it as soon as it is known to exceed ``max_bytes``.
 
-    Raises :class:`UnsupportedMediaType`, :class:`PayloadTooLarge` or :class:`MalformedRequest`.
+    Raises :class:`PayloadTooLarge` on a declared or actual size over the limit.
     """
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in {"application/json", ""} and not content_type.endswith("+json"):
-        raise UnsupportedMediaType("send the body as application/json")
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
@@ -61,6 +58,18 @@ async def read_json(request: Request, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
         body.extend(chunk)
         if len(body) > max_bytes:
             raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
+    return bytes(body)
+
+
+async def read_json(request: Request, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> object:
+    """Read a JSON body of at most ``max_bytes``.
+
+    Raises :class:`UnsupportedMediaType`, :class:`PayloadTooLarge` or :class:`MalformedRequest`.
+    """
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in {"application/json", ""} and not content_type.endswith("+json"):
+        raise UnsupportedMediaType("send the body as application/json")
+    body = await read_body(request, max_bytes=max_bytes)
     if not body:
         raise MalformedRequest("the request needs a JSON body")
     try:

@@ -11,8 +11,9 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from tripline.common.errors import PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
+from tripline.common.errors import UpstreamTimeout, UpstreamUnavailable
 from tripline.common.logs import get_logger
+from tripline.common.validation import read_body
 
 # RFC 9110 §7.6.1 connection-specific fields, plus those the proxy sets itself.
 HOP_BY_HOP = frozenset(
@@ -105,24 +106,6 @@ def request_target(scope: Mapping[str, Any]) -> str:
     return (raw_path + (b"?" + query if query else b"")).decode("latin-1")
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """Read the whole body; bodies through the gateway are small JSON (files go to S3)."""
-    declared = request.headers.get("content-length")
-    if (
-        declared is not None
-        and declared.isascii()
-        and declared.isdigit()
-        and int(declared) > max_bytes
-    ):
-        raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > max_bytes:
-            raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
-    return bytes(body)
-
-
 async def forward(
     client: httpx.AsyncClient,
     request: Request,
@@ -136,7 +119,8 @@ async def forward(
     safe to retry). Raises :class:`UpstreamUnavailable` when no replica accepts and
     :class:`UpstreamTimeout` when one accepted but did not answer in time.
     """
-    body = await read_body(request, max_body_bytes)
+    # Bodies through the gateway are small JSON: files go straight to S3.
+    body = await read_body(request, max_bytes=max_body_bytes)
     headers = forward_headers(
         request.headers.items(),
         client_host=request.client.host if request.client else None,
