@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from tripline.common.settings import ServiceSettings
 from tripline.core.app import create_app as create_core
 from tripline.core.settings import CoreSettings
-from tripline.devstack.harness import Server, Subprocess, python_module, scaled, serve_app
+from tripline.devstack.harness import Server, python_process, scaled, serve_app
 from tripline.devstack.ports import free_port
 from tripline.devstack.probes import http_ok
 from tripline.gateway.app import create_app as create_gateway
@@ -133,9 +133,9 @@ async def test_a_service_process_drains_on_sigterm_then_exits(
     backend_env: dict[str, str], tmp_logs: Path
 ) -> None:
     port = free_port()
-    core = Subprocess(
+    core = python_process(
         "core",
-        python_module("tripline.core"),
+        "tripline.core",
         {**backend_env, "PORT": str(port), "DRAIN_SECONDS": str(scaled(3))},
         http_ok(f"http://127.0.0.1:{port}/health/ready"),
         tmp_logs / "core.log",

@@ -13,23 +13,23 @@ from celery import Celery
 from tripline.common.celery_app import create_celery
 from tripline.common.queues import Queue, Task
 from tripline.common.settings import ServiceSettings
-from tripline.devstack.harness import Backends, Server, Subprocess, python_module, scaled
+from tripline.devstack.harness import Backends, Server, python_process, scaled
 from tripline.devstack.probes import celery_worker
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def worker(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subprocess]:
+def worker(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     instance = f"it-{uuid.uuid4().hex[:8]}"
-    process = Subprocess(
+    process = python_process(
         "worker",
-        python_module("tripline.worker"),
+        "tripline.worker",
         {**backends.env(), "INSTANCE_ID": instance, "WORKER_CONCURRENCY": "1"},
         celery_worker(backends.urls.redis_url, f"worker@{instance}"),
         Path(tmp_path_factory.mktemp("worker")) / "worker.log",
     )
-    process.start(ready_timeout_s=60)
+    process.start()
     yield process
     process.stop()
 
@@ -39,7 +39,7 @@ def producer(backends: Backends) -> Celery:
     return create_celery(ServiceSettings(redis_url=backends.urls.redis_url))
 
 
-async def test_ping_round_trips_through_the_worker(worker: Subprocess, producer: Celery) -> None:
+async def test_ping_round_trips_through_the_worker(worker: Server, producer: Celery) -> None:
     nonce = uuid.uuid4().hex
     result = producer.send_task(Task.PING.value, args=[nonce])
     answer = await asyncio.to_thread(result.get, timeout=scaled(30))
@@ -47,7 +47,7 @@ async def test_ping_round_trips_through_the_worker(worker: Subprocess, producer:
     assert answer["worker"]
 
 
-def test_every_queue_is_declared_and_consumed(worker: Subprocess, producer: Celery) -> None:
+def test_every_queue_is_declared_and_consumed(worker: Server, producer: Celery) -> None:
     declared = {queue.name for queue in producer.conf.task_queues}
     assert declared == {queue.value for queue in Queue}
     active = producer.control.inspect(timeout=scaled(3)).active_queues() or {}
@@ -65,9 +65,9 @@ async def test_the_worker_resumes_after_a_broker_restart(
 ) -> None:
     redis_url = f"redis://127.0.0.1:{fresh_redis.port}/0"
     instance = f"rs-{uuid.uuid4().hex[:8]}"
-    worker = Subprocess(
+    worker = python_process(
         "worker",
-        python_module("tripline.worker"),
+        "tripline.worker",
         {"REDIS_URL": redis_url, "INSTANCE_ID": instance, "WORKER_CONCURRENCY": "1"},
         celery_worker(redis_url, f"worker@{instance}"),
         tmp_logs / "worker.log",

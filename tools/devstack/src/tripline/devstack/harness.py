@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,11 +46,12 @@ def scaled(seconds: float) -> float:
 
 @dataclass
 class Server:
-    """A real server process owned by the test session, restartable on the same port."""
+    """A real process a test owns (a backend, a service, the worker), output in a log file;
+    restartable, on the same port when it has one."""
 
     spec: ProcessSpec
-    port: int
     log_path: Path
+    port: int | None = None
     ready_timeout_s: float = 60.0
     process: ManagedProcess | None = field(default=None, init=False)
 
@@ -62,8 +63,17 @@ class Server:
         return self.process
 
     def start(self) -> None:
-        """Start the process and wait until its probe passes."""
-        self.launch().wait_ready(scaled(self.ready_timeout_s))
+        """Start the process and wait until its probe passes.
+
+        Raises :class:`RuntimeError` with the end of its log when it never becomes ready; the
+        process is stopped first.
+        """
+        process = self.launch()
+        try:
+            process.wait_ready(scaled(self.ready_timeout_s))
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}\n--- {self.spec.name} log ---\n{self.log_tail()}") from exc
 
     def stop(self) -> None:
         if self.process is not None:
@@ -77,7 +87,7 @@ class Server:
         self.stop()
         self.start()
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
@@ -99,9 +109,8 @@ class Backends:
 
 def start_redis(root: Path, *, name: str = "redis", durable: bool = False) -> Server:
     port = free_port()
-    server = Server(
-        redis_spec(port, root / name, durable=durable, name=name), port, root / f"{name}.log"
-    )
+    spec = redis_spec(port, root / name, durable=durable, name=name)
+    server = Server(spec, root / f"{name}.log", port)
     server.start()
     return server
 
@@ -111,10 +120,10 @@ def start_backends(root: Path) -> Backends:
     ports = BackendPorts(*free_ports(3))
     servers = [
         Server(
-            redis_spec(ports.redis, root / "redis", durable=False), ports.redis, root / "redis.log"
+            redis_spec(ports.redis, root / "redis", durable=False), root / "redis.log", ports.redis
         ),
-        Server(mongo_spec(ports.mongo, root / "mongodb"), ports.mongo, root / "mongodb.log"),
-        Server(s3_spec(ports.s3), ports.s3, root / "s3.log"),
+        Server(mongo_spec(ports.mongo, root / "mongodb"), root / "mongodb.log", ports.mongo),
+        Server(s3_spec(ports.s3), root / "s3.log", ports.s3),
     ]
     launched = [server.launch() for server in servers]
     try:
@@ -173,36 +182,11 @@ def _no_signal_capture() -> Iterator[None]:
     yield
 
 
-@dataclass
-class Subprocess:
-    """A service or worker run as its own process, with output in a log file."""
-
-    name: str
-    argv: Sequence[str]
-    env: Mapping[str, str]
-    probe: Probe
-    log_path: Path
-    process: ManagedProcess | None = None
-
-    def start(self, ready_timeout_s: float = 60) -> None:
-        spec = ProcessSpec(self.name, self.argv, self.probe, env=self.env, stop_timeout_s=15)
-        with self.log_path.open("ab") as log:
-            self.process = ManagedProcess(spec, output=log)
-            self.process.start()
-        try:
-            self.process.wait_ready(scaled(ready_timeout_s))
-        except Exception as exc:
-            self.stop()
-            raise RuntimeError(f"{exc}\n--- {self.name} log ---\n{self.log_tail()}") from exc
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def python_module(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
+def python_process(
+    name: str, module: str, env: Mapping[str, str], probe: Probe, log_path: Path
+) -> Server:
+    """A Tripline service or the worker, run as ``python -m <module>`` with ``env``."""
+    return Server(
+        ProcessSpec(name, [sys.executable, "-m", module], probe, env=env, stop_timeout_s=15),
+        log_path,
+    )
