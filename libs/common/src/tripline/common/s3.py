@@ -7,6 +7,8 @@ the loop. Client errors are translated into :class:`S3Unavailable` here, at the 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -126,6 +128,16 @@ class Bucket:
         except BotoCoreError as exc:
             raise S3Unavailable(str(exc)) from exc
         return dict(head)
+
+
+@asynccontextmanager
+async def open_bucket(settings: ServiceSettings) -> AsyncIterator[Bucket]:
+    """The configured bucket on a fresh client, closed on exit; no I/O on entry."""
+    client = create_s3(settings)
+    try:
+        yield Bucket(client, settings.s3_bucket, create_if_missing=settings.s3_create_bucket)
+    finally:
+        client.close()
 
 
 class BucketProbe:

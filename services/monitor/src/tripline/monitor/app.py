@@ -15,7 +15,7 @@ from tripline.common.app import service_app
 from tripline.common.health import Health
 from tripline.common.mongo import MongoProbe, open_mongo
 from tripline.common.redis_client import RedisProbe, open_redis
-from tripline.common.s3 import Bucket, BucketProbe, create_s3
+from tripline.common.s3 import BucketProbe, open_bucket
 from tripline.monitor.settings import MonitorSettings
 
 # Client libraries this service uses; only these are traced (and imported) at start-up.
@@ -27,18 +27,17 @@ def create_app(settings: MonitorSettings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        s3 = create_s3(settings)
-        bucket = Bucket(s3, settings.s3_bucket, create_if_missing=settings.s3_create_bucket)
-        async with open_redis(settings) as redis, open_mongo(settings) as mongo:
+        async with (
+            open_redis(settings) as redis,
+            open_mongo(settings) as mongo,
+            open_bucket(settings) as bucket,
+        ):
             app.state.redis = redis
             app.state.mongo = mongo
             app.state.bucket = bucket
             health.add("redis", RedisProbe(redis))
             health.add("mongodb", MongoProbe(mongo), required=False)
             health.add("s3", BucketProbe(bucket), required=False)
-            try:
-                yield
-            finally:
-                s3.close()
+            yield
 
     return service_app(settings, routes=[], lifespan=lifespan, health=health)

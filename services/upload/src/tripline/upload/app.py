@@ -13,7 +13,7 @@ from tripline.common.health import Health
 from tripline.common.logs import get_logger
 from tripline.common.mongo import MongoProbe, open_mongo
 from tripline.common.redis_client import RedisProbe, open_redis
-from tripline.common.s3 import Bucket, BucketProbe, S3Unavailable, create_s3
+from tripline.common.s3 import BucketProbe, S3Unavailable, open_bucket
 from tripline.upload.settings import UploadSettings
 
 # Client libraries this service uses; only these are traced (and imported) at start-up.
@@ -27,9 +27,11 @@ def create_app(settings: UploadSettings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        s3 = create_s3(settings)
-        bucket = Bucket(s3, settings.s3_bucket, create_if_missing=settings.s3_create_bucket)
-        async with open_redis(settings) as redis, open_mongo(settings) as mongo:
+        async with (
+            open_redis(settings) as redis,
+            open_mongo(settings) as mongo,
+            open_bucket(settings) as bucket,
+        ):
             app.state.redis = redis
             app.state.mongo = mongo
             app.state.bucket = bucket
@@ -43,9 +45,6 @@ def create_app(settings: UploadSettings) -> Starlette:
                 log.warning(
                     "bucket not usable at start", bucket=settings.s3_bucket, error=repr(exc)
                 )
-            try:
-                yield
-            finally:
-                s3.close()
+            yield
 
     return service_app(settings, routes=[], lifespan=lifespan, health=health)
