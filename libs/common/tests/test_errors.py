@@ -7,6 +7,7 @@ import pytest
 from tripline.common.errors import (
     PROBLEM_BASE,
     PROBLEM_CONTENT_TYPE,
+    CircuitOpen,
     Conflict,
     DependencyUnavailable,
     Forbidden,
@@ -74,6 +75,7 @@ def test_errors_form_one_tree() -> None:
         assert issubclass(cls, TriplineError)
     assert issubclass(ValidationFailed, TriplineError)
     assert issubclass(DependencyUnavailable, TriplineError)
+    assert issubclass(CircuitOpen, TriplineError)
 
 
 def test_type_uri_is_stable_per_slug() -> None:
@@ -107,6 +109,25 @@ def test_dependency_unavailable_default_retry_and_custom_detail() -> None:
     response = problem_response(DependencyUnavailable("mongo", "primary is electing"))
     assert response.headers["retry-after"] == "5"
     assert json.loads(response.body)["detail"] == "primary is electing"
+
+
+@pytest.mark.parametrize(
+    ("retry_after_s", "header"), [(0.0, "1"), (0.2, "1"), (1.0, "1"), (29.01, "30"), (30.0, "30")]
+)
+def test_circuit_open_rounds_retry_after_up_to_whole_seconds(
+    retry_after_s: float, header: str
+) -> None:
+    error = CircuitOpen("payments", retry_after_s)
+    response = problem_response(error)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == header
+    body = body_of(error)
+    assert body["type"] == PROBLEM_BASE + "circuit-open"
+    assert body["title"] == "Service temporarily unavailable"
+    assert body["dependency"] == "payments"
+    assert body["detail"] == f"payments is failing; requests are paused for {header} s"
+    assert error.dependency == "payments"
+    assert error.retry_after_s == retry_after_s
 
 
 def test_extra_fields_are_merged_into_the_body() -> None:

@@ -9,6 +9,7 @@ pymongo or httpx exceptions.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -116,6 +117,51 @@ class DependencyUnavailable(TriplineError):
             extra={"dependency": dependency},
         )
         self.dependency = dependency
+
+
+class CircuitOpen(TriplineError):
+    """A circuit breaker refused the call: the dependency behind it has been failing."""
+
+    slug = "circuit-open"
+    title = "Service temporarily unavailable"
+    status = 503
+
+    def __init__(self, name: str, retry_after_s: float) -> None:
+        # Retry-After takes whole seconds, and zero would invite an immediate retry storm.
+        seconds = max(1, math.ceil(retry_after_s))
+        super().__init__(
+            f"{name} is failing; requests are paused for {seconds} s",
+            headers={"Retry-After": str(seconds)},
+            extra={"dependency": name},
+        )
+        self.dependency = name
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(TriplineError):
+    """The caller used up its quota; ``headers`` carry ``Retry-After`` and ``RateLimit``."""
+
+    slug = "rate-limited"
+    title = "Too many requests"
+    status = 429
+
+    def __init__(self, detail: str, *, headers: Sequence[tuple[bytes, bytes]]) -> None:
+        super().__init__(detail, headers={name.decode(): value.decode() for name, value in headers})
+
+
+class Overloaded(TriplineError):
+    """This replica is shedding load: lower-priority work is refused until it recovers."""
+
+    slug = "overloaded"
+    title = "Service overloaded"
+    status = 503
+
+    def __init__(self, retry_after_s: int) -> None:
+        seconds = max(1, retry_after_s)
+        super().__init__(
+            f"the service is overloaded; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
 
 
 class UpstreamUnavailable(TriplineError):
