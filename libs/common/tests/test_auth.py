@@ -224,3 +224,71 @@ async def test_an_unreachable_jwks_endpoint_is_a_dependency_outage() -> None:
     with pytest.raises(DependencyUnavailable) as caught:
         await TokenVerifier(settings).verify(token)
     assert caught.value.status == 503
+
+
+class CountingVerifier(TokenVerifier):
+    """Counts signature checks; after ``reject_after`` of them every check fails."""
+
+    def __init__(self, *, reject_after: int | None = None, **kwargs: Any) -> None:
+        super().__init__(hs_settings(), **kwargs)
+        self.decoded = 0
+        self.reject_after = reject_after
+
+    async def _decode(self, token: str) -> dict[str, object]:
+        self.decoded += 1
+        if self.reject_after is not None and self.decoded > self.reject_after:
+            raise Unauthorized("the token has expired")
+        return await super()._decode(token)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_verified_token_is_not_checked_again() -> None:
+    verifier = CountingVerifier()
+    token = mint_token(LOCAL_JWT_SECRET, sub="r-1", role=Role.RIDER)
+    for _ in range(5):
+        assert await verifier.verify(token) == Identity("r-1", Role.RIDER)
+    assert verifier.decoded == 1
+
+
+async def test_a_cached_token_is_checked_again_once_past_its_expiry() -> None:
+    clock = Clock()
+    verifier = CountingVerifier(reject_after=1, clock=clock)
+    token = mint_token(LOCAL_JWT_SECRET, sub="r-1", role=Role.RIDER, ttl_s=60, now=clock.now)
+    await verifier.verify(token)
+    clock.now += 60 + ServiceSettings().jwt_leeway_s - 1
+    await verifier.verify(token)
+    assert verifier.decoded == 1
+    clock.now += 2
+    with pytest.raises(Unauthorized, match="expired"):
+        await verifier.verify(token)
+    assert verifier.decoded == 2
+
+
+async def test_the_cache_keeps_the_most_recently_used_tokens() -> None:
+    verifier = CountingVerifier(cache_size=2)
+    first, second, third = (
+        mint_token(LOCAL_JWT_SECRET, sub=f"r-{n}", role=Role.RIDER) for n in range(3)
+    )
+    for token in (first, second, first, third):
+        await verifier.verify(token)
+    assert verifier.decoded == 3
+    await verifier.verify(first)
+    assert verifier.decoded == 3
+    await verifier.verify(second)
+    assert verifier.decoded == 4
+
+
+async def test_rejected_tokens_are_never_cached() -> None:
+    verifier = CountingVerifier()
+    token = jwt.encode(claims(role="pilot"), LOCAL_JWT_SECRET, algorithm="HS256")
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            await verifier.verify(token)
+    assert verifier.decoded == 2

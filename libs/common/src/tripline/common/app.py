@@ -173,13 +173,15 @@ def service_app(
     routes: Sequence[BaseRoute],
     lifespan: Lifespan[Starlette],
     health: Health,
+    registry: CollectorRegistry | None = None,
 ) -> Starlette:
     """Assemble a service: its ``routes`` plus health, metrics and the common middleware.
 
     ``lifespan`` must open the service's clients, register their probes on ``health`` and close
-    them on exit. The app's Prometheus registry is ``app.state.metrics_registry``.
+    them on exit. The app's Prometheus registry is ``registry`` (a new one when not given, for a
+    service without metrics of its own), also kept as ``app.state.metrics_registry``.
     """
-    registry = CollectorRegistry()
+    registry = registry or CollectorRegistry()
     common_routes = [
         Route("/health/live", live_endpoint, methods=["GET"]),
         Route("/health/ready", ready_endpoint(health), methods=["GET"]),
@@ -194,9 +196,7 @@ def service_app(
     app.state.health = health
     app.state.metrics_registry = registry
     app.add_middleware(UnexpectedErrorMiddleware)
-    app.add_middleware(
-        MetricsMiddleware, metrics=HttpMetrics(registry, settings.service_name), starlette=app
-    )
+    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry, settings.service_name))
     app.add_middleware(
         InstanceHeaderMiddleware, value=f"{settings.service_name}/{settings.instance_id}"
     )

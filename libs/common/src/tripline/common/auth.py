@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -18,6 +20,7 @@ from tripline.common.errors import DependencyUnavailable, Forbidden, Unauthorize
 from tripline.common.settings import ServiceSettings
 
 JWKS_TIMEOUT_S = 2
+DEFAULT_CACHE_SIZE = 10_000
 
 
 class Role(StrEnum):
@@ -39,10 +42,26 @@ class Identity:
 
 
 class TokenVerifier:
-    """Verifies bearer tokens according to the settings; safe to share across requests."""
+    """Verifies bearer tokens according to the settings; safe to share across requests.
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    A verified token is remembered (up to ``cache_size`` of them, least recently used first
+    out) until its ``exp`` plus the leeway, so a client's every request costs a dictionary
+    look-up instead of a signature check. The price: a token stays accepted until it expires
+    even if its signing key is withdrawn meanwhile, as it would be by any service that checks
+    signatures offline.
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._settings = settings
+        self._cache: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+        self._cache_size = cache_size
+        self._clock = clock
         self._algorithm = settings.jwt_algorithm
         self._jwks: jwt.PyJWKClient | None = None
         self._key: str | None = None
@@ -64,6 +83,23 @@ class TokenVerifier:
         and :class:`DependencyUnavailable` when the JWKS endpoint cannot be reached (an outage
         of the identity provider is not the client's fault).
         """
+        cached = self._cache.get(token)
+        if cached is not None:
+            identity, valid_until = cached
+            if self._clock() < valid_until:
+                self._cache.move_to_end(token)
+                return identity
+            del self._cache[token]
+        claims = await self._decode(token)
+        identity = identity_from_claims(claims)
+        expires = claims.get("exp")
+        if self._cache_size > 0 and isinstance(expires, int | float):
+            self._cache[token] = (identity, float(expires) + self._settings.jwt_leeway_s)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return identity
+
+    async def _decode(self, token: str) -> dict[str, object]:
         try:
             if self._jwks is not None:
                 # PyJWKClient fetches over blocking urllib; keep it off the event loop.
@@ -88,7 +124,7 @@ class TokenVerifier:
             raise Unauthorized("the token's signing key could not be found") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"the token is not valid: {exc}") from exc
-        return identity_from_claims(claims)
+        return claims
 
 
 def identity_from_claims(claims: dict[str, object]) -> Identity:

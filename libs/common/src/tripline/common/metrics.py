@@ -11,12 +11,11 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tripline.common.routes import route_template
+from tripline.common.routes import handled_route_label
 
 CLIENT_CLOSED = 499
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -52,10 +51,9 @@ class HttpMetrics:
 class MetricsMiddleware:
     """Pure ASGI middleware recording :class:`HttpMetrics` for every HTTP request."""
 
-    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics, starlette: Starlette) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        self.starlette = starlette
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,7 +77,7 @@ class MetricsMiddleware:
         self._record(scope, status or CLIENT_CLOSED, time.perf_counter() - started)
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
-        route = route_template(self.starlette, scope)
+        route = handled_route_label(scope)
         method = scope.get("method", "GET")
         service = self.metrics.service
         self.metrics.latency.labels(service, method, route, str(status)).observe(elapsed)

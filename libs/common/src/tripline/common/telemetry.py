@@ -8,13 +8,11 @@ and propagate to upstreams) but exports nothing.
 from __future__ import annotations
 
 import importlib
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -24,9 +22,11 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import SpanKind, StatusCode
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tripline.common.routes import route_template
+from tripline.common.routes import handled_route_label
 from tripline.common.settings import ServiceSettings
 
 # Instrumentations live in optional extras: a service instruments only the clients it installs.
@@ -99,42 +99,82 @@ def configure_tracing(
     return memory
 
 
-def instrument_app(app: Starlette, service: str) -> None:
-    """Trace every HTTP request and WebSocket of ``app``, tagging spans with ``service``.
+class _AsgiHeaders(Getter[Sequence[tuple[bytes, bytes]]]):
+    """Reads propagation fields straight from an ASGI scope's raw header list."""
 
-    Uses the ASGI middleware directly: the Starlette instrumentor cannot drop the two extra
-    ``http send`` spans it records per request.
+    def get(self, carrier: Sequence[tuple[bytes, bytes]], key: str) -> list[str] | None:
+        name = key.lower().encode("latin-1")
+        values = [value.decode("latin-1") for field, value in carrier if field == name]
+        return values or None
+
+    def keys(self, carrier: Sequence[tuple[bytes, bytes]]) -> list[str]:
+        return [field.decode("latin-1") for field, _ in carrier]
+
+
+ASGI_HEADERS = _AsgiHeaders()
+
+
+class TracingMiddleware:
+    """One server span per HTTP request or WebSocket, continuing the caller's trace.
+
+    It replaces OpenTelemetry's ASGI middleware, which took about a quarter of the gateway's
+    CPU per request: it wraps ``receive`` and ``send`` for every request, collects a dozen
+    attributes from the scope and records metrics of its own that ``/metrics`` already has.
+    This one extracts the incoming context, starts the span (a sampled-out one is nearly
+    free) and, only when the span records, names it after the route that answered and notes
+    the status. The query string is never recorded: a WebSocket may carry its bearer token
+    there.
     """
 
-    def span_details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        route = route_template(app, scope)
-        method = scope.get("method", "WS") if scope["type"] == "http" else "WS"
-        return f"{method} {route}", {"http.route": route}
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app = app
+        self.service = service
+        # A proxy tracer: it follows the provider installed later by configure_tracing.
+        self.tracer = trace.get_tracer("tripline.common.telemetry")
 
-    def tag(span: Any, scope: dict[str, Any]) -> None:
-        if span is None or not span.is_recording():
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
             return
-        span.set_attribute(SERVICE_ATTRIBUTE, service)
-        if b"token=" in scope.get("query_string", b""):
-            # A WebSocket may carry its bearer token in the query: keep it out of the traces.
-            for key, value in (getattr(span, "attributes", None) or {}).items():
-                if isinstance(value, str) and "token=" in value:
-                    span.set_attribute(key, redact_token(value))
+        method: str = scope.get("method", "GET") if kind == "http" else "WS"
+        parent = propagate.extract(scope["headers"], getter=ASGI_HEADERS)
+        with self.tracer.start_as_current_span(
+            method, context=parent, kind=SpanKind.SERVER, end_on_exit=True
+        ) as span:
+            if not span.is_recording():
+                await self.app(scope, receive, send)
+                return
+            status = 0
 
-    app.add_middleware(
-        OpenTelemetryMiddleware,
-        default_span_details=span_details,
-        server_request_hook=tag,
-        exclude_spans=["send", "receive"],
-    )
+            async def send_wrapper(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_wrapper)
+            finally:
+                route = handled_route_label(scope)
+                span.update_name(f"{method} {route}")
+                span.set_attributes(
+                    {
+                        SERVICE_ATTRIBUTE: self.service,
+                        "http.request.method": method,
+                        "http.route": route,
+                        "url.path": scope["path"],
+                    }
+                )
+                if status:
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:
+                        span.set_status(StatusCode.ERROR)
 
 
-TOKEN_PARAMETER = re.compile(r"(?P<name>(?:^|[?&])token=)[^&#]*")
-
-
-def redact_token(value: str) -> str:
-    """``/ws/trips/1?token=eyJ...&since=4`` → ``/ws/trips/1?token=REDACTED&since=4``."""
-    return TOKEN_PARAMETER.sub(r"\g<name>REDACTED", value)
+def instrument_app(app: Starlette, service: str) -> None:
+    """Trace every HTTP request and WebSocket of ``app``, tagging spans with ``service``."""
+    app.add_middleware(TracingMiddleware, service=service)
 
 
 def current_trace_id() -> str | None:
