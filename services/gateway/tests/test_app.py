@@ -28,16 +28,17 @@ def unused_ports(count: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def settings() -> GatewaySettings:
-    core, upload, tracking_1, tracking_2, monitor = (
-        f"http://127.0.0.1:{port}" for port in unused_ports(5)
+    core, upload, tracking_1, tracking_2, monitor, redis = (
+        f"http://127.0.0.1:{port}" for port in unused_ports(6)
     )
     return GatewaySettings(
+        # Nothing listens there: rate limits run on the in-process fallback.
+        redis_url=redis.replace("http://", "redis://") + "/0",
         core_url=core,
         upload_url=upload,
         tracking_urls=[tracking_1, tracking_2],
         monitor_url=monitor,
         upstream_connect_timeout_s=1.0,
-        upstream_read_timeout_s=1.0,
         health_check_timeout_s=1.0,
         health_cache_s=0,
         instance_id="gw-test",
@@ -116,23 +117,66 @@ async def test_an_expired_token_is_unauthorized(
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
+    ("method", "path", "role"),
     [
-        ("GET", "/api/trips/1"),
-        ("POST", "/api/trips"),
-        ("GET", "/api/users/me"),
-        ("PUT", "/api/uploads/doc-1"),
-        ("GET", "/api/tracking/trips/1/location"),
-        ("DELETE", "/api/admin/things/1"),
+        ("GET", "/api/trips/1", Role.RIDER),
+        ("POST", "/api/trips", Role.RIDER),
+        ("GET", "/api/users/me", Role.RIDER),
+        ("POST", "/api/uploads/doc-1/complete", Role.DRIVER),
+        ("GET", "/api/tracking/trips/1/location", Role.RIDER),
+        ("GET", "/api/admin/queues/status", Role.ADMIN),
     ],
 )
 async def test_a_valid_token_with_nothing_listening_is_upstream_unavailable(
-    client: httpx.AsyncClient, settings: GatewaySettings, method: str, path: str
+    client: httpx.AsyncClient, settings: GatewaySettings, method: str, path: str, role: Role
 ) -> None:
     response = await client.request(
-        method, path, headers={"Authorization": f"Bearer {token(settings)}"}, json={}
+        method, path, headers={"Authorization": f"Bearer {token(settings, role=role)}"}, json={}
     )
     assert_problem(response, 502, "upstream-unavailable")
+    # Admitted by the limiter before the upstream failed: the quota is still reported.
+    assert "ratelimit" in response.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "role"),
+    [
+        ("POST", "/api/uploads", Role.RIDER),
+        ("GET", "/api/uploads/doc-1", Role.ADMIN),
+        ("GET", "/api/admin/queues/status", Role.DRIVER),
+        ("POST", "/api/tracking/location", Role.RIDER),
+        ("POST", "/api/trips/t1/payment", Role.DRIVER),
+    ],
+)
+async def test_a_wrong_role_is_forbidden_before_anything_is_proxied(
+    client: httpx.AsyncClient, settings: GatewaySettings, method: str, path: str, role: Role
+) -> None:
+    response = await client.request(
+        method, path, headers={"Authorization": f"Bearer {token(settings, role=role)}"}, json={}
+    )
+    assert_problem(response, 403, "forbidden")
+
+
+async def test_a_method_the_route_table_lacks_is_refused_with_allow(
+    client: httpx.AsyncClient, settings: GatewaySettings
+) -> None:
+    response = await client.delete(
+        "/api/users/me", headers={"Authorization": f"Bearer {token(settings)}"}
+    )
+    assert_problem(response, 405, "method-not-allowed")
+    assert response.headers["allow"] == "GET, HEAD, PATCH"
+
+
+async def test_metrics_label_requests_with_the_route_table_pattern(
+    client: httpx.AsyncClient, settings: GatewaySettings
+) -> None:
+    auth = {"Authorization": f"Bearer {token(settings)}"}
+    await client.get("/api/trips/t-123", headers=auth)
+    await client.get("/api/no/such/thing", headers=auth)
+    text = (await client.get("/metrics")).text
+    assert 'route="/api/trips/{trip_id}"' in text
+    assert "t-123" not in text
+    assert "/api/no/such/thing" not in text
 
 
 @pytest.mark.parametrize("path", ["/api/nothing", "/api/tripsx/1", "/api/", "/nothing"])
@@ -179,10 +223,13 @@ async def test_health_live_answers_without_upstreams(client: httpx.AsyncClient) 
     assert response.headers["tripline-instance"] == "gateway/gw-test"
 
 
-async def test_health_ready_has_no_checks_of_its_own(client: httpx.AsyncClient) -> None:
+async def test_health_ready_reports_redis_without_requiring_it(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {}}
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["redis"]["ok"] is False
+    assert body["checks"]["redis"]["required"] is False
 
 
 async def test_health_only_answers_get(client: httpx.AsyncClient) -> None:

@@ -1,18 +1,42 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+import asyncio
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 from starlette.types import Message
 
-from tripline.common.errors import PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
-from tripline.gateway.proxy import HOP_BY_HOP, forward, forward_headers, response_headers
-
-Handler = Callable[[httpx.Request], httpx.Response]
+from tripline.common.breaker import BreakerState, CircuitBreaker
+from tripline.common.errors import CircuitOpen, UpstreamTimeout, UpstreamUnavailable
+from tripline.common.retries import Backoff, RetryBudget
+from tripline.devstack.harness import scaled, serve_app
+from tripline.devstack.ports import free_port
+from tripline.gateway.proxy import (
+    HOP_BY_HOP,
+    STREAM_CHUNK_BYTES,
+    WHOLE_BODY_BYTES,
+    Forwarder,
+    UpstreamRequest,
+    connection_listed,
+    decode_header,
+    forward_headers,
+    request_target,
+    response_headers,
+    scope_headers,
+)
 
 
 def names(headers: Sequence[tuple[str, str]]) -> list[str]:
@@ -27,6 +51,9 @@ def value(headers: Sequence[tuple[str, str]], name: str) -> str:
 
 def forwarded(headers: list[tuple[str, str]], client_host: str | None = "10.0.0.9") -> Any:
     return forward_headers(headers, client_host=client_host, scheme="https", host="gw.example")
+
+
+# forward_headers
 
 
 @pytest.mark.parametrize("name", sorted(HOP_BY_HOP))
@@ -66,13 +93,20 @@ def test_the_client_host_is_appended_to_x_forwarded_for(
 
 
 def test_repeated_x_forwarded_for_lines_are_all_kept() -> None:
-    out = forwarded([("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-For", "2.2.2.2")])
+    out = forwarded([("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-For", " 2.2.2.2 ")])
     assert value(out, "x-forwarded-for") == "1.1.1.1, 2.2.2.2, 10.0.0.9"
 
 
 def test_fields_named_by_connection_are_dropped() -> None:
-    out = forwarded([("Connection", "close, X-Hop-Secret"), ("X-Hop-Secret", "1")])
+    out = forwarded([("Connection", "close, X-Hop-Secret"), ("X-Hop-Secret", "1"), ("X-B", "2")])
     assert "x-hop-secret" not in names(out)
+    assert ("X-B", "2") in out
+
+
+def test_connection_listed_reads_every_line_case_insensitively() -> None:
+    headers = [("Connection", " Keep-Alive ,X-A,, "), ("connection", "x-b"), ("X-C", "x-c")]
+    assert connection_listed(headers) == {"keep-alive", "x-a", "x-b"}
+    assert connection_listed([("Accept", "x")]) == frozenset()
 
 
 def test_forwarded_proto_and_host_are_set() -> None:
@@ -95,227 +129,787 @@ def test_a_client_request_id_is_kept_and_a_fresh_one_generated_when_absent() -> 
     assert first != second
 
 
+# response_headers
+
+
 def test_response_headers_keep_repeated_set_cookie_and_content_length() -> None:
-    upstream = [("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; Path=/")]
-    upstream += [("Content-Length", "12"), ("Content-Type", "application/json")]
-    upstream += [("Transfer-Encoding", "chunked"), ("Connection", "keep-alive")]
-    out = response_headers(httpx.Headers(upstream))
-    assert [v for n, v in out if n == "set-cookie"] == ["a=1; Path=/", "b=2; Path=/"]
-    assert value(out, "content-length") == "12"
-    assert value(out, "content-type") == "application/json"
-    assert "transfer-encoding" not in names(out)
-    assert "connection" not in names(out)
-
-
-# forward(): a Starlette request in, a MockTransport upstream behind it.
-
-
-def make_request(
-    method: str = "GET",
-    path: str = "/api/trips/1",
-    *,
-    query: bytes = b"",
-    headers: Sequence[tuple[str, str]] = (),
-    chunks: Sequence[bytes] = (b"",),
-    raw_path: bytes | None = None,
-) -> Request:
-    messages: list[Message] = [
-        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
-        for index, chunk in enumerate(chunks)
+    upstream = [(b"Set-Cookie", b"a=1; Path=/"), (b"Set-Cookie", b"b=2; Path=/")]
+    upstream += [(b"Content-Length", b"12"), (b"Content-Type", b"application/json")]
+    upstream += [(b"Transfer-Encoding", b"chunked"), (b"Connection", b"keep-alive")]
+    upstream += [(b"Keep-Alive", b"timeout=5"), (b"X-Custom", b"yes")]
+    assert response_headers(upstream) == [
+        (b"set-cookie", b"a=1; Path=/"),
+        (b"set-cookie", b"b=2; Path=/"),
+        (b"content-length", b"12"),
+        (b"content-type", b"application/json"),
+        (b"x-custom", b"yes"),
     ]
 
-    async def receive() -> Message:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
 
-    scope = {
-        "type": "http",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": raw_path if raw_path is not None else path.encode(),
-        "query_string": query,
-        "headers": [(b"host", b"gw.test"), *((n.lower().encode(), v.encode()) for n, v in headers)],
-        "client": ("10.1.2.3", 5555),
-        "server": ("gw.test", 80),
-    }
-    return Request(scope, receive)
+def test_the_gateway_sets_date_and_server_itself() -> None:
+    upstream = [(b"Date", b"Mon, 01 Jan 2024 00:00:00 GMT"), (b"server", b"uvicorn")]
+    assert response_headers([*upstream, (b"ETag", b'"1"')]) == [(b"etag", b'"1"')]
 
 
-async def run(response: StreamingResponse) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Send ``response`` as ASGI 2.4 (no disconnect listener racing the body) and collect it."""
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await response({"type": "http", "asgi": {"spec_version": "2.4"}}, make_request().receive, send)
-    body = b"".join(message.get("body", b"") for message in sent[1:])
-    return sent[0]["status"], list(sent[0]["headers"]), body
+def test_response_header_values_are_relayed_as_bytes() -> None:
+    raw = "attachment; filename=Zürich.pdf".encode()
+    assert response_headers([(b"Content-Disposition", raw)]) == [(b"content-disposition", raw)]
 
 
-class Upstreams:
-    """A MockTransport handler that records every request and answers per replica host."""
-
-    def __init__(self, answers: dict[str, Handler | Exception]) -> None:
-        self.answers = answers
-        self.seen: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.seen.append(request)
-        answer = self.answers[request.url.host]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer(request)
-
-    @property
-    def hosts(self) -> list[str]:
-        return [request.url.host for request in self.seen]
+def test_response_fields_named_by_connection_are_dropped() -> None:
+    upstream = [(b"Connection", b"X-Upstream-Hop"), (b"X-Upstream-Hop", b"1"), (b"X-B", b"2")]
+    assert response_headers(upstream) == [(b"x-b", b"2")]
 
 
-async def streamed(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
-def reply(status: int, body: bytes, headers: Sequence[tuple[str, str]] = ()) -> httpx.Response:
-    # Streamed content: MockTransport pre-reads ``content=b"..."``, which breaks ``aiter_raw``.
-    headers = [("Content-Length", str(len(body))), *headers]
-    return httpx.Response(status, headers=headers, content=streamed(body))
-
-
-def ok(request: httpx.Request) -> httpx.Response:
-    return reply(200, b'{"ok":true}', [("Content-Type", "application/json")])
-
-
-async def call(upstreams: Upstreams, request: Request, max_body_bytes: int = 1024) -> Any:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(upstreams)) as client:
-        response = await forward(
-            client, request, ["http://r1", "http://r2"], max_body_bytes=max_body_bytes
-        )
-        return await run(response)
-
-
-ANSWER_HEADERS = [("Content-Type", "application/json"), ("Set-Cookie", "a=1")]
-ANSWER_HEADERS += [("Set-Cookie", "b=2"), ("Location", "/api/trips/t-1"), ("X-Custom", "yes")]
-
-
-async def test_the_upstream_answer_comes_back_unchanged() -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        return reply(201, b'{"id":"t-1"}', ANSWER_HEADERS)
-
-    upstreams = Upstreams({"r1": answer})
-    status, headers, body = await call(upstreams, make_request("POST", chunks=[b'{"a":1}']))
-
-    assert status == 201
-    assert body == b'{"id":"t-1"}'
-    expected = [
-        (n.lower().encode(), v.encode()) for n, v in [("Content-Length", "12"), *ANSWER_HEADERS]
-    ]
-    assert headers == expected
-    assert upstreams.hosts == ["r1"]
-
-
-async def test_method_path_query_body_and_headers_reach_the_upstream() -> None:
-    upstreams = Upstreams({"r1": ok})
-    request = make_request(
-        "PATCH",
-        "/api/trips/7",
-        query=b"a=1&b=two",
-        headers=[("X-Request-Id", "rid"), ("Connection", "close"), ("X-Forwarded-For", "9.9.9.9")],
-        chunks=[b'{"st', b'atus":"x"}'],
-    )
-    await call(upstreams, request)
-
-    [sent] = upstreams.seen
-    assert sent.method == "PATCH"
-    assert str(sent.url) == "http://r1/api/trips/7?a=1&b=two"
-    assert sent.content == b'{"status":"x"}'
-    assert sent.headers["x-request-id"] == "rid"
-    assert sent.headers["x-forwarded-for"] == "9.9.9.9, 10.1.2.3"
-    assert sent.headers["x-forwarded-host"] == "gw.test"
-    assert sent.headers["x-forwarded-proto"] == "http"
-    assert sent.headers["host"] == "r1"
-    assert sent.headers.get("connection") != "close"
-
-
-@pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow")])
-async def test_a_failed_connection_moves_on_to_the_next_replica(error: Exception) -> None:
-    upstreams = Upstreams({"r1": error, "r2": ok})
-    status, _, body = await call(upstreams, make_request("POST", chunks=[b"{}"]))
-
-    assert status == 200
-    assert body == b'{"ok":true}'
-    assert upstreams.hosts == ["r1", "r2"]
-    assert upstreams.seen[1].content == b"{}"
-
-
-async def test_no_replica_accepting_is_upstream_unavailable() -> None:
-    upstreams = Upstreams({"r1": httpx.ConnectError("no"), "r2": httpx.ConnectTimeout("no")})
-    with pytest.raises(UpstreamUnavailable) as caught:
-        await call(upstreams, make_request())
-    assert upstreams.hosts == ["r1", "r2"]
-    assert isinstance(caught.value.__cause__, httpx.ConnectTimeout)
+# request_target, decode_header, scope_headers
 
 
 @pytest.mark.parametrize(
-    ("error", "raised"),
+    ("scope", "target"),
     [
-        (httpx.ReadTimeout("slow"), UpstreamTimeout),
-        (httpx.WriteTimeout("slow"), UpstreamTimeout),
-        (httpx.PoolTimeout("full"), UpstreamTimeout),
-        (httpx.RemoteProtocolError("garbage"), UpstreamUnavailable),
+        ({"path": "/api/trips/a/b", "raw_path": b"/api/trips/a%2Fb"}, "/api/trips/a%2Fb"),
+        (
+            {"path": "/api/trips/a/b", "raw_path": b"/api/trips/a%2Fb", "query_string": b"x=1"},
+            "/api/trips/a%2Fb?x=1",
+        ),
+        (
+            {"path": "/api/trips/1", "raw_path": b"/api/trips/1", "query_string": b""},
+            "/api/trips/1",
+        ),
+        (
+            {"path": "/api/trips/1", "raw_path": None, "query_string": b"q=%20"},
+            "/api/trips/1?q=%20",
+        ),
+        ({"path": "/api/trips/1"}, "/api/trips/1"),
     ],
 )
-async def test_a_failure_after_connecting_is_not_retried(error: Exception, raised: type) -> None:
-    upstreams = Upstreams({"r1": error, "r2": ok})
-    with pytest.raises(raised):
-        await call(upstreams, make_request("POST", chunks=[b"{}"]))
-    assert upstreams.hosts == ["r1"]
+def test_request_target_is_the_path_and_query_as_sent(scope: dict[str, Any], target: str) -> None:
+    assert request_target(scope) == target
 
 
 @pytest.mark.parametrize(
-    ("headers", "chunks"),
-    [([("Content-Length", "11")], [b"x" * 11]), ([], [b"x" * 6, b"x" * 5])],
-    ids=["declared", "streamed"],
+    "text", ["plain", "Tripline-App/1.0 (Zürich)", "名前", "emoji 🚕", "ä\u00a0ß"]
 )
-async def test_an_oversized_body_is_refused_before_any_upstream_call(
-    headers: list[tuple[str, str]], chunks: list[bytes]
+def test_decode_header_round_trips_utf8_exactly(text: str) -> None:
+    assert decode_header(text.encode()) == text
+    assert decode_header(text.encode()).encode() == text.encode()
+
+
+@pytest.mark.parametrize("raw", [b"caf\xe9", b"\xff\xfe", b"\x80abc", b"ok \xc3"])
+def test_decode_header_falls_back_to_latin1(raw: bytes) -> None:
+    assert decode_header(raw) == raw.decode("latin-1")
+    assert decode_header(raw).encode("latin-1") == raw
+
+
+def test_scope_headers_decodes_every_pair_in_order() -> None:
+    scope = {"headers": [(b"x-a", b"1"), (b"user-agent", "Zürich".encode()), (b"x-a", b"\xe9")]}
+    assert scope_headers(scope) == [("x-a", "1"), ("user-agent", "Zürich"), ("x-a", "é")]
+
+
+# Forwarder against real upstream servers.
+
+BIG = bytes(range(256)) * (5 * 1024 + 7)  # a little over 1.25 MiB, no two neighbours alike
+ANSWER_BODY = b'{"id":"t-1"}'
+ANSWER_HEADERS = [
+    (b"content-length", str(len(ANSWER_BODY)).encode()),
+    (b"content-type", b"application/json"),
+    (b"set-cookie", b"a=1; Path=/"),
+    (b"set-cookie", b"b=2; Path=/"),
+    (b"location", b"/api/trips/t-1"),
+    (b"X-Custom", "Zürich".encode()),
+]
+RELAYED_ANSWER_HEADERS = [(name.lower(), value) for name, value in ANSWER_HEADERS]
+EXTRA = [(b"ratelimit", b'"standard";r=99;t=60'), (b"x-extra", b"1")]
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@dataclass
+class Seen:
+    """One request as the upstream received it."""
+
+    method: str
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def values(self, name: bytes) -> list[bytes]:
+        return [v for n, v in self.headers if n == name]
+
+
+@dataclass
+class FakeService:
+    """A small upstream served by uvicorn: records every request, answers by path.
+
+    ``/api/status/{code}`` answers ``code``; ``/api/flaky`` answers :attr:`status`;
+    ``/api/wait`` answers :attr:`status` once :attr:`release` is set (the fixture sets it on
+    teardown, so the server can stop), ``/api/wait-first`` too but only for the first request
+    the service sees; ``/api/big`` streams :data:`BIG` without a length and
+    ``/api/big-sized`` sends it with one; anything else gets ``201`` and :data:`ANSWER_HEADERS`.
+    """
+
+    url: str = ""
+    status: int = 200
+    seen: list[Seen] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/api/status/{code:int}", self.status_code, methods=METHODS),
+                Route("/api/flaky", self.flaky, methods=METHODS),
+                Route("/api/wait", self.wait, methods=METHODS),
+                Route("/api/wait-first", self.wait_first, methods=METHODS),
+                Route("/api/big", self.big, methods=METHODS),
+                Route("/api/big-sized", self.big_sized, methods=METHODS),
+                Route("/{path:path}", self.answer, methods=METHODS),
+            ]
+        )
+
+    async def record(self, request: Request) -> None:
+        scope = request.scope
+        query = scope["query_string"]
+        self.seen.append(
+            Seen(
+                method=request.method,
+                target=scope["raw_path"] + (b"?" + query if query else b""),
+                headers=list(scope["headers"]),
+                body=await request.body(),
+            )
+        )
+        self.arrived.set()
+
+    async def status_code(self, request: Request) -> Response:
+        await self.record(request)
+        return Response(b"status body", status_code=request.path_params["code"])
+
+    async def flaky(self, request: Request) -> Response:
+        await self.record(request)
+        return Response(b"flaky body", status_code=self.status)
+
+    async def wait(self, request: Request) -> Response:
+        await self.record(request)
+        await self.release.wait()
+        return Response(b"late", status_code=self.status)
+
+    async def wait_first(self, request: Request) -> Response:
+        await self.record(request)
+        if len(self.seen) == 1:
+            await self.release.wait()
+        return Response(b"answer %d" % len(self.seen), status_code=self.status)
+
+    async def big(self, request: Request) -> StreamingResponse:
+        await self.record(request)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(BIG), 50_000):
+                yield BIG[start : start + 50_000]
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+    async def big_sized(self, request: Request) -> Response:
+        await self.record(request)
+        return Response(BIG, media_type="application/octet-stream")
+
+    async def answer(self, request: Request) -> Response:
+        await self.record(request)
+        response = Response(ANSWER_BODY, status_code=201)
+        response.raw_headers = list(ANSWER_HEADERS)
+        return response
+
+
+@asynccontextmanager
+async def running_service() -> AsyncIterator[FakeService]:
+    service = FakeService()
+    async with serve_app(service.app()) as url:
+        service.url = url
+        try:
+            yield service
+        finally:
+            service.release.set()
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[FakeService]:
+    async with running_service() as started:
+        yield started
+
+
+@pytest.fixture
+async def other_service() -> AsyncIterator[FakeService]:
+    async with running_service() as started:
+        yield started
+
+
+@pytest.fixture
+def refused_url() -> str:
+    """A replica that refuses connections: nothing listens on its port."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def unanswered_url() -> Iterator[str]:
+    """A replica whose connections never complete: a listener with a full accept queue.
+
+    Linux drops a SYN when the listener's queue is full, so the client's connect times out.
+    """
+    with ExitStack() as stack:
+        listener = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):
+            filler = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        yield f"http://127.0.0.1:{port}"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Forwarders:
+    """Builds Forwarders like the gateway's lifespan does, and closes them after the test."""
+
+    made: list[Forwarder] = field(default_factory=list)
+
+    def __call__(
+        self,
+        urls: Sequence[str],
+        *,
+        max_attempts: int = 2,
+        budget: RetryBudget | None = None,
+        failure_threshold: int = 3,
+        reset_timeout_s: float = 30.0,
+        clock: FakeClock | None = None,
+    ) -> Forwarder:
+        connector = aiohttp.TCPConnector(limit=20, keepalive_timeout=30)
+        session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
+        breakers = {
+            url: CircuitBreaker(
+                url,
+                failure_threshold=failure_threshold,
+                reset_timeout_s=reset_timeout_s,
+                clock=clock or time.monotonic,
+            )
+            for url in urls
+        }
+        forwarder = Forwarder(
+            session,
+            connect_timeout_s=scaled(0.5),
+            breakers=breakers,
+            budget=budget or RetryBudget(),
+            backoff=Backoff(base_s=0.001, cap_s=0.01),
+            max_attempts=max_attempts,
+            rng=random.Random(7),
+        )
+        self.made.append(forwarder)
+        return forwarder
+
+    async def close(self) -> None:
+        for forwarder in self.made:
+            await forwarder.close()
+
+
+@pytest.fixture
+async def forwarders() -> AsyncIterator[Forwarders]:
+    made = Forwarders()
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+@dataclass
+class Client:
+    """The ASGI ``send`` of the gateway's client: collects what the Forwarder relays."""
+
+    messages: list[Message] = field(default_factory=list)
+
+    async def __call__(self, message: Message) -> None:
+        self.messages.append(message)
+
+    @property
+    def status(self) -> int:
+        start = self.messages[0]
+        assert start["type"] == "http.response.start"
+        return int(start["status"])
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return list(self.messages[0]["headers"])
+
+    @property
+    def bodies(self) -> list[Message]:
+        assert all(message["type"] == "http.response.body" for message in self.messages[1:])
+        return self.messages[1:]
+
+    @property
+    def body(self) -> bytes:
+        assert not self.bodies[-1].get("more_body", False)
+        assert all(message.get("more_body", False) for message in self.bodies[:-1])
+        return b"".join(message.get("body", b"") for message in self.bodies)
+
+
+def upstream_request(
+    method: str = "GET",
+    target: str = "/api/trips/t-1",
+    *,
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes = b"",
+    timeout_s: float | None = None,
+    retryable: bool | None = None,
+) -> UpstreamRequest:
+    return UpstreamRequest(
+        method=method,
+        target=target,
+        headers=list(headers),
+        body=body,
+        timeout_s=scaled(5) if timeout_s is None else timeout_s,
+        retryable=method in {"GET", "HEAD"} if retryable is None else retryable,
+    )
+
+
+async def forward(
+    forwarder: Forwarder,
+    request: UpstreamRequest,
+    replicas: Sequence[str],
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
+) -> Client:
+    client = Client()
+    await forwarder.forward(request, replicas, client, name="core", extra_headers=extra_headers)
+    return client
+
+
+def state(forwarder: Forwarder, url: str) -> BreakerState:
+    return forwarder.breakers[url].state
+
+
+# The answer and the request
+
+
+async def test_the_upstream_answer_comes_back_unchanged(
+    service: FakeService, forwarders: Forwarders
 ) -> None:
-    upstreams = Upstreams({"r1": ok})
-    request = make_request("POST", headers=headers, chunks=chunks)
-    with pytest.raises(PayloadTooLarge):
-        await call(upstreams, request, max_body_bytes=10)
-    assert upstreams.seen == []
+    forwarder = forwarders([service.url])
+    client = await forward(
+        forwarder, upstream_request("POST", body=b"{}"), [service.url], extra_headers=EXTRA
+    )
+
+    assert client.status == 201
+    assert client.headers == [*RELAYED_ANSWER_HEADERS, *EXTRA]
+    assert client.body == ANSWER_BODY
+    assert len(client.bodies) == 1
+    assert len(service.seen) == 1
 
 
-async def test_a_body_of_exactly_the_limit_is_forwarded() -> None:
-    upstreams = Upstreams({"r1": ok})
-    request = make_request("POST", headers=[("Content-Length", "10")], chunks=[b"x" * 10])
-    status, _, _ = await call(upstreams, request, max_body_bytes=10)
-    assert status == 200
-    assert upstreams.seen[0].content == b"x" * 10
+async def test_the_upstreams_date_and_server_are_not_relayed(
+    service: FakeService, forwarders: Forwarders
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(service.url + "/api/trips/t-1") as direct,
+    ):
+        assert {"Date", "Server"} <= set(direct.headers)
+    client = await forward(forwarders([service.url]), upstream_request(), [service.url])
+    relayed = {name for name, _ in client.headers}
+    assert relayed.isdisjoint({b"date", b"server"})
 
 
-async def test_the_request_target_is_forwarded_as_received() -> None:
-    upstreams = Upstreams({"r1": ok})
-    request = make_request("GET", "/api/trips/a/b", raw_path=b"/api/trips/a%2Fb")
-    await call(upstreams, request)
-    assert upstreams.seen[0].url.raw_path == b"/api/trips/a%2Fb"
+async def test_method_target_body_and_headers_reach_the_upstream(
+    service: FakeService, forwarders: Forwarders
+) -> None:
+    agent = "Tripline-App/1.0 (Zürich) 名前"
+    headers = forward_headers(
+        [
+            ("user-agent", agent),
+            ("x-request-id", "rid-1"),
+            ("content-type", "application/json"),
+            ("connection", "close, x-secret"),
+            ("x-secret", "hop"),
+            ("x-forwarded-for", "9.9.9.9"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("host", "gw.test"),
+        ],
+        client_host="10.1.2.3",
+        scheme="https",
+        host="gw.test",
+    )
+    request = upstream_request(
+        "PATCH", "/api/trips/a%2Fb?x=1&y=%20", headers=headers, body=b'{"status":"x"}'
+    )
+    await forward(forwarders([service.url]), request, [service.url])
+
+    [seen] = service.seen
+    assert seen.method == "PATCH"
+    assert seen.target == b"/api/trips/a%2Fb?x=1&y=%20"
+    assert seen.body == b'{"status":"x"}'
+    assert seen.values(b"user-agent") == [agent.encode()]
+    assert seen.values(b"x-request-id") == [b"rid-1"]
+    assert seen.values(b"content-type") == [b"application/json"]
+    assert seen.values(b"cookie") == [b"a=1", b"b=2"]
+    assert seen.values(b"x-forwarded-for") == [b"9.9.9.9, 10.1.2.3"]
+    assert seen.values(b"x-forwarded-proto") == [b"https"]
+    assert seen.values(b"x-forwarded-host") == [b"gw.test"]
+    assert seen.values(b"host") == [service.url.removeprefix("http://").encode()]
+    assert seen.values(b"content-length") == [b"14"]
+    assert seen.values(b"x-secret") == []
+    assert b"close" not in seen.values(b"connection")
 
 
-async def test_header_values_beyond_ascii_reach_the_upstream_byte_for_byte() -> None:
-    upstreams = Upstreams({"r1": ok})
-    agent = "Tripline-App/1.0 (Zürich)".encode()
-    request = make_request()
-    request.scope["headers"].append((b"user-agent", agent))
-    await call(upstreams, request)
-    [sent] = upstreams.seen
-    assert (b"user-agent", agent) in sent.headers.raw
+async def test_no_headers_of_its_own_are_added_to_the_request(
+    service: FakeService, forwarders: Forwarders
+) -> None:
+    await forward(forwarders([service.url]), upstream_request("POST", body=b"x"), [service.url])
+    [seen] = service.seen
+    added = {name for name, _ in seen.headers}
+    assert added.isdisjoint({b"user-agent", b"accept", b"accept-encoding", b"content-type"})
 
 
-async def test_the_gateway_sets_date_and_server_itself() -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        headers = [("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Server", "uvicorn")]
-        return reply(200, b"{}", [*headers, ("Content-Type", "application/json")])
+async def test_an_upstream_error_answer_is_relayed(
+    service: FakeService, forwarders: Forwarders
+) -> None:
+    client = await forward(
+        forwarders([service.url]), upstream_request("POST", "/api/status/422"), [service.url]
+    )
+    assert client.status == 422
+    assert client.body == b"status body"
 
-    _, headers, _ = await call(Upstreams({"r1": answer}), make_request())
-    assert {name for name, _ in headers}.isdisjoint({b"date", b"server"})
+
+# Replicas and retries
+
+
+async def test_a_refused_connection_moves_on_to_the_next_replica(
+    service: FakeService, forwarders: Forwarders, refused_url: str
+) -> None:
+    replicas = [refused_url, service.url]
+    forwarder = forwarders(replicas, failure_threshold=1)
+    request = upstream_request("POST", "/api/trips", body=b'{"a":1}', retryable=False)
+
+    client = await forward(forwarder, request, replicas)
+
+    assert client.status == 201
+    [seen] = service.seen
+    assert seen.body == b'{"a":1}'
+    assert state(forwarder, refused_url) is BreakerState.OPEN
+    assert state(forwarder, service.url) is BreakerState.CLOSED
+
+
+async def test_a_connect_timeout_moves_on_to_the_next_replica(
+    service: FakeService, forwarders: Forwarders, unanswered_url: str
+) -> None:
+    replicas = [unanswered_url, service.url]
+    forwarder = forwarders(replicas)
+    request = upstream_request("POST", "/api/trips", body=b"{}", retryable=False)
+
+    client = await forward(forwarder, request, replicas)
+
+    assert client.status == 201
+    assert len(service.seen) == 1
+
+
+async def test_no_replica_accepting_is_upstream_unavailable(forwarders: Forwarders) -> None:
+    replicas = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
+    forwarder = forwarders(replicas)
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await forward(forwarder, upstream_request("POST", retryable=False), replicas)
+    assert caught.value.status == 502
+    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)
+
+
+async def test_a_read_timeout_is_not_repeated_for_a_request_that_may_not_be(
+    service: FakeService, other_service: FakeService, forwarders: Forwarders
+) -> None:
+    replicas = [service.url, other_service.url]
+    forwarder = forwarders(replicas, max_attempts=2)
+    request = upstream_request("POST", "/api/wait", timeout_s=scaled(0.3), retryable=False)
+
+    with pytest.raises(UpstreamTimeout) as caught:
+        await forward(forwarder, request, replicas)
+
+    assert caught.value.status == 504
+    assert len(service.seen) == 1
+    assert other_service.seen == []
+
+
+async def test_a_read_timeout_is_repeated_once_for_a_retryable_request(
+    service: FakeService, forwarders: Forwarders
+) -> None:
+    forwarder = forwarders([service.url], max_attempts=2)
+    request = upstream_request("GET", "/api/wait", timeout_s=scaled(0.3), retryable=True)
+
+    with pytest.raises(UpstreamTimeout):
+        await forward(forwarder, request, [service.url])
+
+    assert [seen.method for seen in service.seen] == ["GET", "GET"]
+
+
+async def test_a_repeat_that_is_answered_is_relayed(
+    service: FakeService, forwarders: Forwarders
+) -> None:
+    forwarder = forwarders([service.url], max_attempts=2)
+    request = upstream_request("GET", "/api/wait-first", timeout_s=scaled(0.3), retryable=True)
+
+    client = await forward(forwarder, request, [service.url])
+
+    assert client.status == 200
+    assert client.body == b"answer 2"
+    assert len(service.seen) == 2
+
+
+async def test_one_attempt_only_when_max_attempts_is_one(
+    service: FakeService, forwarders: Forwarders
+) -> None:
+    forwarder = forwarders([service.url], max_attempts=1)
+    request = upstream_request("GET", "/api/wait", timeout_s=scaled(0.3), retryable=True)
+    with pytest.raises(UpstreamTimeout):
+        await forward(forwarder, request, [service.url])
+    assert len(service.seen) == 1
+
+
+async def test_an_exhausted_retry_budget_stops_the_repeat(
+    service: FakeService, forwarders: Forwarders
+) -> None:
+    forwarder = forwarders([service.url], budget=RetryBudget(ratio=0, min_per_s=0))
+    request = upstream_request("GET", "/api/wait", timeout_s=scaled(0.3), retryable=True)
+    with pytest.raises(UpstreamTimeout):
+        await forward(forwarder, request, [service.url])
+    assert len(service.seen) == 1
+
+
+@pytest.mark.parametrize(("retryable", "attempts"), [(True, 2), (False, 1)])
+async def test_refused_everywhere_is_tried_again_only_when_retryable(
+    retryable: bool, attempts: int, forwarders: Forwarders, refused_url: str
+) -> None:
+    # Each attempt records a failure on the replica's breaker: count them with a threshold of 2.
+    forwarder = forwarders([refused_url], failure_threshold=2, max_attempts=2)
+    with pytest.raises(UpstreamUnavailable):
+        await forward(forwarder, upstream_request("POST", retryable=retryable), [refused_url])
+    opened = attempts == 2
+    assert (state(forwarder, refused_url) is BreakerState.OPEN) is opened
+
+
+# The circuit breaker
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_failing_answers_open_the_breaker(
+    status: int, service: FakeService, forwarders: Forwarders
+) -> None:
+    clock = FakeClock()
+    forwarder = forwarders([service.url], failure_threshold=3, reset_timeout_s=30, clock=clock)
+    request = upstream_request("POST", f"/api/status/{status}")
+
+    for _ in range(3):
+        client = await forward(forwarder, request, [service.url])
+        assert client.status == status
+    clock.now += 10
+    with pytest.raises(CircuitOpen) as caught:
+        await forward(forwarder, request, [service.url])
+
+    assert len(service.seen) == 3
+    assert caught.value.status == 503
+    assert caught.value.headers["Retry-After"] == "20"
+    assert caught.value.dependency == "core"
+
+
+async def test_timeouts_open_the_breaker(service: FakeService, forwarders: Forwarders) -> None:
+    forwarder = forwarders([service.url], failure_threshold=3)
+    request = upstream_request("POST", "/api/wait", timeout_s=scaled(0.2), retryable=False)
+    for _ in range(3):
+        with pytest.raises(UpstreamTimeout):
+            await forward(forwarder, request, [service.url])
+    with pytest.raises(CircuitOpen):
+        await forward(forwarder, request, [service.url])
+    assert len(service.seen) == 3
+
+
+async def test_a_503_is_no_breaker_failure(service: FakeService, forwarders: Forwarders) -> None:
+    forwarder = forwarders([service.url], failure_threshold=3)
+    for _ in range(5):
+        client = await forward(forwarder, upstream_request("GET", "/api/status/503"), [service.url])
+        assert client.status == 503
+    assert state(forwarder, service.url) is BreakerState.CLOSED
+    assert len(service.seen) == 5
+
+
+async def test_an_answer_in_between_resets_the_failure_count(
+    service: FakeService, forwarders: Forwarders
+) -> None:
+    forwarder = forwarders([service.url], failure_threshold=3)
+    for status in [500, 500, 404, 500, 500]:
+        service.status = status
+        await forward(forwarder, upstream_request("GET", "/api/flaky"), [service.url])
+    assert state(forwarder, service.url) is BreakerState.CLOSED
+
+
+async def test_after_the_reset_timeout_one_probe_goes_through_and_success_closes(
+    service: FakeService, forwarders: Forwarders
+) -> None:
+    clock = FakeClock()
+    forwarder = forwarders([service.url], failure_threshold=3, reset_timeout_s=30, clock=clock)
+    service.status = 500
+    for _ in range(3):
+        await forward(forwarder, upstream_request("GET", "/api/flaky"), [service.url])
+    assert state(forwarder, service.url) is BreakerState.OPEN
+
+    clock.now += 31
+    service.status = 200
+    service.arrived.clear()
+    probe = asyncio.create_task(
+        forward(forwarder, upstream_request("GET", "/api/wait"), [service.url])
+    )
+    await asyncio.wait_for(service.arrived.wait(), scaled(5))
+    with pytest.raises(CircuitOpen):
+        await forward(forwarder, upstream_request("GET", "/api/flaky"), [service.url])
+    assert len(service.seen) == 4
+
+    service.release.set()
+    client = await asyncio.wait_for(probe, scaled(5))
+    assert client.status == 200
+    assert state(forwarder, service.url) is BreakerState.CLOSED
+    client = await forward(forwarder, upstream_request("GET", "/api/flaky"), [service.url])
+    assert client.status == 200
+    assert len(service.seen) == 5
+
+
+async def test_a_failed_probe_opens_the_breaker_again(
+    service: FakeService, forwarders: Forwarders
+) -> None:
+    clock = FakeClock()
+    forwarder = forwarders([service.url], failure_threshold=2, reset_timeout_s=30, clock=clock)
+    service.status = 502
+    for _ in range(2):
+        await forward(forwarder, upstream_request("GET", "/api/flaky"), [service.url])
+    clock.now += 31
+    await forward(forwarder, upstream_request("GET", "/api/flaky"), [service.url])
+    with pytest.raises(CircuitOpen) as caught:
+        await forward(forwarder, upstream_request("GET", "/api/flaky"), [service.url])
+    assert caught.value.headers["Retry-After"] == "30"
+    assert len(service.seen) == 3
+
+
+async def test_an_open_replica_is_skipped_for_the_next(
+    service: FakeService, other_service: FakeService, forwarders: Forwarders
+) -> None:
+    replicas = [service.url, other_service.url]
+    forwarder = forwarders(replicas, failure_threshold=1)
+    await forward(forwarder, upstream_request("GET", "/api/status/500"), replicas)
+    assert state(forwarder, service.url) is BreakerState.OPEN
+
+    client = await forward(forwarder, upstream_request("GET", "/api/status/200"), replicas)
+
+    assert client.status == 200
+    assert len(service.seen) == 1
+    assert len(other_service.seen) == 1
+
+
+async def test_every_breaker_open_is_circuit_open_with_the_shortest_wait(
+    service: FakeService, other_service: FakeService, forwarders: Forwarders
+) -> None:
+    clock = FakeClock()
+    replicas = [service.url, other_service.url]
+    forwarder = forwarders(replicas, failure_threshold=1, reset_timeout_s=30, clock=clock)
+    await forward(forwarder, upstream_request("GET", "/api/status/500"), [service.url])
+    clock.now += 12
+    await forward(forwarder, upstream_request("GET", "/api/status/500"), [other_service.url])
+    clock.now += 3
+
+    with pytest.raises(CircuitOpen) as caught:
+        await forward(forwarder, upstream_request("GET"), replicas)
+
+    assert caught.value.headers["Retry-After"] == "15"
+    assert len(service.seen) + len(other_service.seen) == 2
+
+
+async def test_open_and_refused_replicas_are_upstream_unavailable(
+    service: FakeService, forwarders: Forwarders, refused_url: str
+) -> None:
+    replicas = [service.url, refused_url]
+    forwarder = forwarders(replicas, failure_threshold=1)
+    await forward(forwarder, upstream_request("GET", "/api/status/500"), [service.url])
+    with pytest.raises(UpstreamUnavailable):
+        await forward(forwarder, upstream_request("POST", retryable=False), replicas)
+
+
+# Bodies
+
+
+@pytest.mark.parametrize("path", ["/api/big", "/api/big-sized"])
+async def test_a_large_answer_is_streamed_and_arrives_whole(
+    path: str, service: FakeService, forwarders: Forwarders
+) -> None:
+    assert len(BIG) > WHOLE_BODY_BYTES
+    client = await forward(forwarders([service.url]), upstream_request("GET", path), [service.url])
+
+    assert client.status == 200
+    assert len(client.bodies) > 2
+    assert all(len(m.get("body", b"")) <= STREAM_CHUNK_BYTES for m in client.bodies)
+    assert client.body == BIG
+    lengths = [v for n, v in client.headers if n == b"content-length"]
+    assert lengths == ([str(len(BIG)).encode()] if path == "/api/big-sized" else [])
+    assert b"transfer-encoding" not in {n for n, _ in client.headers}
+
+
+async def test_a_large_request_body_reaches_the_upstream(
+    service: FakeService, forwarders: Forwarders
+) -> None:
+    await forward(forwarders([service.url]), upstream_request("PUT", body=BIG), [service.url])
+    [seen] = service.seen
+    assert seen.body == BIG
+
+
+async def test_a_head_answer_has_no_body(service: FakeService, forwarders: Forwarders) -> None:
+    client = await forward(forwarders([service.url]), upstream_request("HEAD"), [service.url])
+    assert client.status == 201
+    assert client.body == b""
+
+
+# Tracing
+
+
+def traceparent_of(span: trace.Span) -> bytes:
+    context = span.get_span_context()
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}".encode()
+
+
+async def test_the_trace_context_is_injected(
+    service: FakeService, forwarders: Forwarders, span_exporter: InMemorySpanExporter
+) -> None:
+    span_exporter.clear()
+    forwarder = forwarders([service.url])
+    with trace.get_tracer("t").start_as_current_span("x") as span:
+        await forward(forwarder, upstream_request(), [service.url])
+
+    [seen] = service.seen
+    assert seen.values(b"traceparent") == [traceparent_of(span)]
+
+
+async def test_no_trace_context_without_a_span(
+    service: FakeService, forwarders: Forwarders, span_exporter: InMemorySpanExporter
+) -> None:
+    await forward(forwarders([service.url]), upstream_request(), [service.url])
+    [seen] = service.seen
+    assert seen.values(b"traceparent") == []
+
+
+async def test_the_gateways_trace_context_replaces_the_clients(
+    service: FakeService, forwarders: Forwarders, span_exporter: InMemorySpanExporter
+) -> None:
+    theirs = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    forwarder = forwarders([service.url])
+    with trace.get_tracer("t").start_as_current_span("x") as span:
+        request = upstream_request(headers=[("traceparent", theirs), ("tracestate", "a=1")])
+        await forward(forwarder, request, [service.url])
+
+    [seen] = service.seen
+    assert seen.values(b"traceparent") == [traceparent_of(span)]

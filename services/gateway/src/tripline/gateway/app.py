@@ -1,30 +1,54 @@
-"""The edge gateway: authenticates, routes the contract's prefixes and proxies WebSockets."""
+"""The edge gateway: admits requests by the route table and proxies them to the services."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
+import aiohttp
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from tripline.common.app import service_app
-from tripline.common.auth import TokenVerifier, bearer_token
-from tripline.common.errors import NotFound
+from tripline.common.auth import TokenVerifier
+from tripline.common.breaker import CircuitBreaker
+from tripline.common.errors import TriplineError
 from tripline.common.health import Health
 from tripline.common.http_client import create_http_client
-from tripline.gateway import proxy, wsproxy
-from tripline.gateway.routing import ReplicaSet, Upstream, resolve
+from tripline.common.logs import get_logger
+from tripline.common.ratelimit import Quota, Tier
+from tripline.common.ratelimit_redis import RedisLimiter
+from tripline.common.redis_client import RedisProbe, open_redis
+from tripline.common.retries import RetryBudget
+from tripline.common.routes import ROUTE_LABEL_KEY, UNMATCHED
+from tripline.common.validation import read_body
+from tripline.gateway import wsproxy
+from tripline.gateway.admission import EdgePolicy
+from tripline.gateway.clientaddr import parse_networks
+from tripline.gateway.loadmonitor import LoopLagMonitor
+from tripline.gateway.metrics import GatewayMetrics
+from tripline.gateway.proxy import (
+    Forwarder,
+    UpstreamRequest,
+    forward_headers,
+    request_target,
+    scope_headers,
+)
+from tripline.gateway.routetable import WEBSOCKET, RouteTable
+from tripline.gateway.routing import ReplicaSet, Upstream
 from tripline.gateway.settings import GatewaySettings
+from tripline.gateway.shedding import LoadShedder, SheddingConfig
 from tripline.gateway.status import StatusProbe
-
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 # Client libraries this service uses; only these are traced (and imported) at start-up.
 INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("httpx",)
+
+log = get_logger(__name__)
 
 
 def replica_sets(settings: GatewaySettings) -> dict[Upstream, ReplicaSet]:
@@ -36,26 +60,198 @@ def replica_sets(settings: GatewaySettings) -> dict[Upstream, ReplicaSet]:
     }
 
 
+def quotas(settings: GatewaySettings) -> dict[Tier, Quota]:
+    return {
+        Tier.STANDARD: Quota(settings.limit_standard_per_min),
+        Tier.CRITICAL: Quota(settings.limit_critical_per_min),
+        Tier.UPLOAD: Quota(settings.limit_upload_per_min),
+    }
+
+
+class Gateway:
+    """The gateway's two entry points: HTTP (an ASGI app) and WebSocket upgrades.
+
+    The lifespan opens the clients and hands them over with :meth:`attach`; until then no
+    request can arrive.
+    """
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        table: RouteTable,
+        replicas: Mapping[Upstream, ReplicaSet],
+    ) -> None:
+        self.settings = settings
+        self.table = table
+        self.replicas = replicas
+        self._policy: EdgePolicy | None = None
+        self._forwarder: Forwarder | None = None
+
+    def attach(self, policy: EdgePolicy, forwarder: Forwarder) -> None:
+        self._policy = policy
+        self._forwarder = forwarder
+
+    @property
+    def policy(self) -> EdgePolicy:
+        if self._policy is None:
+            raise RuntimeError("the gateway's lifespan has not started")
+        return self._policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Admit, then proxy one HTTP request; errors become problem responses upstream of
+        here (the app's exception handlers), carrying the rate-limit headers once known."""
+        scope[ROUTE_LABEL_KEY] = UNMATCHED
+        route = self.table.match(scope["method"], scope["path"]).route
+        scope[ROUTE_LABEL_KEY] = route.pattern
+        admission = await self.policy.admit(scope, route)
+        try:
+            body = await read_body(Request(scope, receive), max_bytes=self.settings.max_body_bytes)
+            headers = forward_headers(
+                scope_headers(scope),
+                client_host=scope["client"][0] if scope.get("client") else None,
+                scheme=scope.get("scheme", "http"),
+                host=_header(scope, b"host"),
+            )
+            request = UpstreamRequest(
+                method=scope["method"],
+                target=request_target(scope),
+                headers=headers,
+                body=body,
+                timeout_s=route.timeout_s,
+                retryable=route.idempotent or bool(_header(scope, b"idempotency-key")),
+            )
+            if self._forwarder is None:
+                raise RuntimeError("the gateway's lifespan has not started")
+            await self._forwarder.forward(
+                request,
+                self.replicas[route.upstream].order(),
+                send,
+                name=route.upstream.value,
+                extra_headers=admission.headers,
+            )
+        except TriplineError as error:
+            error.headers.update(
+                (name.decode(), value.decode()) for name, value in admission.headers
+            )
+            raise
+
+    async def websocket(self, websocket: WebSocket) -> None:
+        scope = websocket.scope
+        scope[ROUTE_LABEL_KEY] = UNMATCHED
+        route = self.table.match(WEBSOCKET, scope["path"]).route
+        scope[ROUTE_LABEL_KEY] = route.pattern
+        await self.policy.admit(scope, route)
+        opened = await wsproxy.open_upstream(
+            websocket,
+            self.replicas[route.upstream].order(),
+            open_timeout_s=self.settings.upstream_connect_timeout_s,
+        )
+        if isinstance(opened, Response):
+            await websocket.send_denial_response(opened)
+            return
+        await websocket.accept(subprotocol=opened.subprotocol)
+        await wsproxy.relay(websocket, opened)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for field, value in scope["headers"]:
+        if field == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
 def create_app(settings: GatewaySettings) -> Starlette:
     health = Health(timeout_s=settings.health_check_timeout_s)
     replicas = replica_sets(settings)
+    gateway = Gateway(settings, RouteTable(), replicas)
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
     verifier = TokenVerifier(settings)
+
+    def shedding_changed(old: int, new: int) -> None:
+        metrics.shedding_level.set(new)
+        log.warning("shedding level changed", old=old, new=new)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with create_http_client(
+        shedder = LoadShedder(
+            SheddingConfig(target_s=settings.shed_target_s, interval_s=settings.shed_interval_s),
+            on_level_change=shedding_changed,
+        )
+        monitor = LoopLagMonitor(
+            shedder,
+            sample_interval_s=SheddingConfig().sample_interval_s,
+            on_sample=metrics.loop_lag.observe,
+        )
+        breakers = {
+            url: CircuitBreaker(
+                url,
+                failure_threshold=settings.breaker_failure_threshold,
+                reset_timeout_s=settings.breaker_reset_s,
+                half_open_max_calls=settings.breaker_half_open_calls,
+                on_change=metrics.breaker_changed,
+            )
+            for replica_set in replicas.values()
+            for url in replica_set.urls
+        }
+        connector = aiohttp.TCPConnector(
+            limit=settings.upstream_max_connections,
+            keepalive_timeout=settings.upstream_keepalive_s,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        forwarder = Forwarder(
+            session,
             connect_timeout_s=settings.upstream_connect_timeout_s,
-            read_timeout_s=settings.upstream_read_timeout_s,
-            max_connections=settings.upstream_max_connections,
-        ) as client:
-            app.state.http = client
+            breakers=breakers,
+            budget=RetryBudget(ratio=settings.retry_budget_ratio),
+            max_attempts=settings.retry_max_attempts,
+        )
+        async with (
+            open_redis(settings) as redis,
+            create_http_client(
+                connect_timeout_s=settings.upstream_connect_timeout_s,
+                read_timeout_s=settings.health_check_timeout_s,
+            ) as status_client,
+        ):
+            # Optional: limits fall back to this process while Redis is away.
+            health.add("redis", RedisProbe(redis), required=False)
+            limiter = RedisLimiter(
+                redis,
+                fallback_divisor=settings.gateway_replicas,
+                timeout_s=settings.limit_redis_timeout_s,
+                retry_after_failure_s=settings.limit_redis_retry_s,
+                on_mode_change=metrics.degraded,
+            )
+            gateway.attach(
+                EdgePolicy(
+                    verifier=verifier,
+                    limiter=limiter,
+                    quotas=quotas(settings),
+                    shedder=shedder,
+                    trusted_proxies=parse_networks(settings.trusted_proxies),
+                    metrics=metrics,
+                ),
+                forwarder,
+            )
             app.state.status = StatusProbe(
-                client,
+                status_client,
                 {name: replica_set.urls for name, replica_set in replicas.items()},
                 timeout_s=settings.health_check_timeout_s,
                 cache_s=settings.health_cache_s,
             )
-            yield
+            app.state.shedder = shedder
+            app.state.limiter = limiter
+            app.state.breakers = breakers
+            monitor.start()
+            try:
+                yield
+            finally:
+                await monitor.stop()
+                await forwarder.close()
 
     async def platform_health(request: Request) -> Response:
         status = await request.app.state.status.status()
@@ -65,37 +261,9 @@ def create_app(settings: GatewaySettings) -> Starlette:
             headers={"Cache-Control": "no-store"},
         )
 
-    async def forward_http(request: Request) -> Response:
-        upstream = resolve(request.url.path)
-        if upstream is None:
-            raise NotFound(f"nothing is served at {request.url.path}")
-        await verifier.verify(bearer_token(request))
-        return await proxy.forward(
-            request.app.state.http,
-            request,
-            replicas[upstream].order(),
-            max_body_bytes=settings.max_body_bytes,
-        )
-
-    async def forward_websocket(websocket: WebSocket) -> None:
-        upstream = resolve(websocket.url.path)
-        if upstream is None:
-            raise NotFound(f"nothing is served at {websocket.url.path}")
-        await verifier.verify(bearer_token(websocket))
-        opened = await wsproxy.open_upstream(
-            websocket,
-            replicas[upstream].order(),
-            open_timeout_s=settings.upstream_connect_timeout_s,
-        )
-        if isinstance(opened, Response):
-            await websocket.send_denial_response(opened)
-            return
-        await websocket.accept(subprotocol=opened.subprotocol)
-        await wsproxy.relay(websocket, opened)
-
     routes = [
         Route("/health", platform_health, methods=["GET"]),
-        Route("/api/{path:path}", forward_http, methods=ALL_METHODS),
-        WebSocketRoute("/ws/{path:path}", forward_websocket),
+        Route("/api/{path:path}", gateway),
+        WebSocketRoute("/ws/{path:path}", gateway.websocket),
     ]
-    return service_app(settings, routes=routes, lifespan=lifespan, health=health)
+    return service_app(settings, routes=routes, lifespan=lifespan, health=health, registry=registry)

@@ -1,19 +1,33 @@
-"""Forwarding HTTP requests to an upstream, translating transport failures into problems."""
+"""Forwarding HTTP requests to an upstream over pooled aiohttp connections.
+
+aiohttp, not httpx: measured on this project's bench (a bare forwarder, 50 connections), an
+aiohttp session forwarded about five times the requests of httpx2 and fifteen times those of
+httpx 0.28, whose pool polls every pooled connection on every request (encode/httpcore PR 928).
+
+Each replica of an upstream has its own circuit breaker; a refused connection moves on to the
+next replica for any method (nothing was sent), while a timeout or a dropped connection is
+attempted again only for an idempotent route, or a write that carries an ``Idempotency-Key``,
+within a retry budget.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import StreamingResponse
+import aiohttp
+from opentelemetry import propagate
+from starlette.types import Scope, Send
+from yarl import URL
 
-from tripline.common.errors import UpstreamTimeout, UpstreamUnavailable
+from tripline.common.breaker import CircuitBreaker
+from tripline.common.errors import CircuitOpen, UpstreamTimeout, UpstreamUnavailable
 from tripline.common.logs import get_logger
-from tripline.common.validation import read_body
+from tripline.common.retries import Backoff, RetryBudget
 
 # RFC 9110 §7.6.1 connection-specific fields, plus those the proxy sets itself.
 HOP_BY_HOP = frozenset(
@@ -31,12 +45,21 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-
-log = get_logger(__name__)
-
-
 # Set by the gateway alone: a client's own values would let it spoof scheme and host.
 REPLACED = frozenset({"x-forwarded-proto", "x-forwarded-host"})
+# Singletons the gateway's own server sets on every response it sends.
+SET_BY_GATEWAY = frozenset({"date", "server"})
+RELAYED_RESPONSE_DROPS = frozenset(
+    name.encode() for name in (HOP_BY_HOP - {"content-length"}) | SET_BY_GATEWAY
+)
+# Upstream answers that mean the replica itself is failing. A 503 is not one of them: it is a
+# service's deliberate answer (a dependency away, its own shedding) and carries Retry-After.
+BREAKER_FAILURE_STATUSES = frozenset({500, 502, 504})
+# Answers up to this size are read whole and sent in one message; larger ones are streamed.
+WHOLE_BODY_BYTES = 256 * 1024
+STREAM_CHUNK_BYTES = 64 * 1024
+
+log = get_logger(__name__)
 
 
 def connection_listed(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
@@ -83,20 +106,33 @@ def forward_headers(
     return out
 
 
-# Singletons the gateway's own server sets on every response it sends.
-SET_BY_GATEWAY = frozenset({"date", "server"})
+def decode_header(raw: bytes) -> str:
+    """A header value as text aiohttp will send back byte for byte.
+
+    aiohttp writes header text as UTF-8, so UTF-8 input round-trips exactly; anything else is
+    read as latin-1 (its meaning kept, its bytes re-encoded).
+    """
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
-def response_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
-    """The upstream's response headers worth relaying (its Content-Length included)."""
-    dropped = (HOP_BY_HOP - {"content-length"}) | SET_BY_GATEWAY
-    return [(name, value) for name, value in headers.multi_items() if name.lower() not in dropped]
+def scope_headers(scope: Scope) -> list[tuple[str, str]]:
+    return [(name.decode("latin-1"), decode_header(value)) for name, value in scope["headers"]]
 
 
-def latin1(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    """Headers as the bytes the client sent: the ASGI server decoded them as latin-1, and
-    httpx would re-encode text as ASCII and fail on a ``User-Agent: ... (Zürich)``."""
-    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers worth relaying (its Content-Length included), minus
+    hop-by-hop fields, those its ``Connection`` header names among them."""
+    lowered = [(name.lower(), value) for name, value in raw]
+    listed = connection_listed(
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in lowered
+        if name == b"connection"
+    )
+    dropped = RELAYED_RESPONSE_DROPS | {name.encode("latin-1") for name in listed}
+    return [(name, value) for name, value in lowered if name not in dropped]
 
 
 def request_target(scope: Mapping[str, Any]) -> str:
@@ -106,52 +142,170 @@ def request_target(scope: Mapping[str, Any]) -> str:
     return (raw_path + (b"?" + query if query else b"")).decode("latin-1")
 
 
-async def forward(
-    client: httpx.AsyncClient,
-    request: Request,
-    replicas: Sequence[str],
-    *,
-    max_body_bytes: int,
-) -> StreamingResponse:
-    """Send ``request`` to the first replica that accepts a connection and stream its answer.
+@dataclass(frozen=True)
+class UpstreamRequest:
+    """What to send: built once per client request, sent to one or more replicas."""
 
-    Only connection failures move on to the next replica (nothing was sent, so any method is
-    safe to retry). Raises :class:`UpstreamUnavailable` when no replica accepts and
-    :class:`UpstreamTimeout` when one accepted but did not answer in time.
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    timeout_s: float
+    retryable: bool
+
+
+@dataclass
+class Forwarder:
+    """Sends requests to upstream replicas and relays the answers to the ASGI client.
+
+    Owns the pooled session (open it in the lifespan, :meth:`close` on shutdown), a breaker
+    per replica URL, the retry budget shared by every route and the backoff between attempts.
     """
-    # Bodies through the gateway are small JSON: files go straight to S3.
-    body = await read_body(request, max_bytes=max_body_bytes)
-    headers = forward_headers(
-        request.headers.items(),
-        client_host=request.client.host if request.client else None,
-        scheme=request.url.scheme,
-        host=request.headers.get("host", ""),
-    )
-    target = request_target(request.scope)
-    last_error: Exception | None = None
-    for base_url in replicas:
-        upstream_request = client.build_request(
-            request.method, base_url + target, headers=latin1(headers), content=body
+
+    session: aiohttp.ClientSession
+    connect_timeout_s: float
+    breakers: Mapping[str, CircuitBreaker]
+    budget: RetryBudget
+    backoff: Backoff = field(default_factory=Backoff)
+    max_attempts: int = 2
+    rng: random.Random = field(default_factory=random.Random)
+    _timeouts: dict[float, aiohttp.ClientTimeout] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def _timeout(self, total_s: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(total_s)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=total_s, sock_connect=self.connect_timeout_s)
+            self._timeouts[total_s] = timeout
+        return timeout
+
+    async def forward(
+        self,
+        request: UpstreamRequest,
+        replicas: Sequence[str],
+        send: Send,
+        *,
+        name: str,
+        extra_headers: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """Send ``request`` to the first replica of upstream ``name`` that takes it and relay
+        its answer to ``send``.
+
+        Raises, before anything was sent to the client: :class:`CircuitOpen` when every
+        replica's breaker is open, :class:`UpstreamUnavailable` when no replica accepted the
+        connection or one dropped it, :class:`UpstreamTimeout` when one accepted but did not
+        answer within the route's timeout. ``extra_headers`` go on the relayed answer.
+        """
+        self.budget.record_request()
+        attempt = 0
+        while True:
+            try:
+                await self._try_replicas(request, replicas, send, name, extra_headers)
+            except (UpstreamTimeout, UpstreamUnavailable):
+                if not self._may_retry(request, attempt):
+                    raise
+            else:
+                return
+            log.info("retrying upstream", upstream=name, attempt=attempt + 1)
+            await asyncio.sleep(self.backoff.delay(attempt, self.rng))
+            attempt += 1
+            # The replica that just failed goes last.
+            replicas = [*replicas[1:], *replicas[:1]]
+
+    def _may_retry(self, request: UpstreamRequest, attempt: int) -> bool:
+        return request.retryable and attempt + 1 < self.max_attempts and self.budget.try_spend()
+
+    async def _try_replicas(
+        self,
+        request: UpstreamRequest,
+        replicas: Sequence[str],
+        send: Send,
+        name: str,
+        extra_headers: Sequence[tuple[bytes, bytes]],
+    ) -> None:
+        refused: Exception | None = None
+        open_for: list[float] = []
+        for base_url in replicas:
+            breaker = self.breakers[base_url]
+            if not breaker.try_acquire():
+                open_for.append(breaker.retry_after_s())
+                continue
+            try:
+                response = await self._send(request, base_url)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                # Refused or never connected: the request never left, any replica may take it.
+                breaker.record_failure()
+                log.warning("upstream refused connection", upstream=base_url, error=str(exc))
+                refused = exc
+                continue
+            except TimeoutError as exc:
+                breaker.record_failure()
+                raise UpstreamTimeout("the service did not answer in time") from exc
+            except aiohttp.ClientError as exc:
+                breaker.record_failure()
+                raise UpstreamUnavailable("the connection to the service failed") from exc
+            except BaseException:
+                breaker.release()
+                raise
+            if response.status in BREAKER_FAILURE_STATUSES:
+                breaker.record_failure()
+            else:
+                breaker.record_success()
+            await self._relay(response, send, extra_headers)
+            return
+        if refused is None and open_for:
+            raise CircuitOpen(name, min(open_for))
+        raise UpstreamUnavailable("no replica of the service accepted the connection") from refused
+
+    async def _send(self, request: UpstreamRequest, base_url: str) -> aiohttp.ClientResponse:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        # The gateway's span is the upstream's parent, not whatever the client sent.
+        headers = [(name, value) for name, value in request.headers if name.lower() not in carrier]
+        headers.extend(carrier.items())
+        return await self.session.request(
+            request.method,
+            URL(base_url + request.target, encoded=True),
+            headers=headers,
+            data=request.body or None,
+            timeout=self._timeout(request.timeout_s),
+            allow_redirects=False,
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
         )
+
+    async def _relay(
+        self,
+        response: aiohttp.ClientResponse,
+        send: Send,
+        extra_headers: Sequence[tuple[bytes, bytes]],
+    ) -> None:
         try:
-            upstream = await client.send(upstream_request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            log.warning("upstream refused connection", upstream=base_url, error=str(exc))
-            last_error = exc
-            continue
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout("the service did not answer in time") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable("the connection to the service failed") from exc
-        response = StreamingResponse(
-            upstream.aiter_raw(),
-            status_code=upstream.status_code,
-            background=BackgroundTask(upstream.aclose),
-        )
-        # Raw headers keep repeated fields (Set-Cookie, Link) that a dict would merge.
-        response.raw_headers = [
-            (name.encode("latin-1"), value.encode("latin-1"))
-            for name, value in response_headers(upstream.headers)
-        ]
-        return response
-    raise UpstreamUnavailable("no replica of the service accepted the connection") from last_error
+            headers = [*response_headers(response.raw_headers), *extra_headers]
+            length = response.content_length
+            if length is not None and length <= WHOLE_BODY_BYTES:
+                try:
+                    body = await response.read()
+                except TimeoutError as exc:
+                    raise UpstreamTimeout("the service did not finish its answer") from exc
+                except aiohttp.ClientError as exc:
+                    raise UpstreamUnavailable("the service dropped its answer") from exc
+                await send(
+                    {"type": "http.response.start", "status": response.status, "headers": headers}
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": headers}
+            )
+            try:
+                async for chunk in response.content.iter_chunked(STREAM_CHUNK_BYTES):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                # The status is already out: all that is left is to cut the answer short.
+                log.warning("upstream answer broke off", error=str(exc))
+                return
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            response.release()

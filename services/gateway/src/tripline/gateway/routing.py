@@ -1,4 +1,4 @@
-"""Which upstream serves a path, and in which order to try its replicas. No I/O here."""
+"""The upstream services and the order in which to try an upstream's replicas. No I/O here."""
 
 from __future__ import annotations
 
@@ -13,32 +13,6 @@ class Upstream(StrEnum):
     UPLOAD = "upload"
     TRACKING = "tracking"
     MONITOR = "monitor"
-
-
-# Longest prefix first is not needed: no prefix here is a prefix of another.
-PREFIXES: tuple[tuple[str, Upstream], ...] = (
-    ("/api/users", Upstream.CORE),
-    ("/api/trips", Upstream.CORE),
-    ("/api/analytics", Upstream.CORE),
-    ("/api/uploads", Upstream.UPLOAD),
-    ("/api/tracking", Upstream.TRACKING),
-    ("/api/admin", Upstream.MONITOR),
-    ("/ws/trips", Upstream.TRACKING),
-)
-
-
-def resolve(path: str) -> Upstream | None:
-    """Return the upstream for ``path``, matching whole segments (``/api/tripsx`` is no trip).
-
-    A path with ``.`` or ``..`` segments resolves to nothing: the upstream client would
-    normalise ``/api/trips/../admin`` into a route of another service.
-    """
-    if any(segment in {".", ".."} for segment in path.split("/")):
-        return None
-    for prefix, upstream in PREFIXES:
-        if path == prefix or path.startswith(prefix + "/"):
-            return upstream
-    return None
 
 
 @dataclass

@@ -1,0 +1,78 @@
+"""The gateway's own Prometheus metrics, beside the request metrics every service exports."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from tripline.common.breaker import BreakerState
+from tripline.common.ratelimit import Decision, Tier
+from tripline.gateway.shedding import Priority
+
+BREAKER_STATE_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class GatewayMetrics:
+    """Admission by priority, rate-limit decisions, shedding, breakers and retries."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.admission = Counter(
+            "gateway_admission",
+            "Requests admitted or shed by the load shedder, per priority.",
+            ["priority", "outcome"],
+            registry=registry,
+        )
+        self.rate_limit = Counter(
+            "gateway_rate_limit_decisions",
+            "Rate-limit decisions per tier, outcome and where they were made "
+            "(redis, local while Redis is away, fail-open for critical traffic).",
+            ["tier", "outcome", "source"],
+            registry=registry,
+        )
+        self.rate_limit_degraded = Gauge(
+            "gateway_rate_limit_degraded",
+            "1 while rate limits are decided in this process because Redis is away.",
+            registry=registry,
+        )
+        self.shedding_level = Gauge(
+            "gateway_shedding_level",
+            "0 admits everything, 1 sheds low priority, 2 sheds low and normal.",
+            registry=registry,
+        )
+        self.loop_lag = Histogram(
+            "gateway_event_loop_lag_seconds",
+            "How late the event loop ran a timer: the wait every ready request shares.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.breaker_state = Gauge(
+            "gateway_breaker_state",
+            "Circuit breaker per upstream replica: 0 closed, 1 half-open, 2 open.",
+            ["upstream"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "gateway_upstream_retries",
+            "Attempts repeated after a timeout or dropped connection, per upstream.",
+            ["upstream"],
+            registry=registry,
+        )
+        # Children bound once: a labels() look-up per request is measurable on the hot path.
+        self._admitted = {p: self.admission.labels(p.value, "admitted") for p in Priority}
+        self._shed = {p: self.admission.labels(p.value, "shed") for p in Priority}
+
+    def admitted(self, priority: Priority) -> None:
+        self._admitted[priority].inc()
+
+    def shed(self, priority: Priority) -> None:
+        self._shed[priority].inc()
+
+    def decided(self, tier: Tier, decision: Decision) -> None:
+        outcome = "allowed" if decision.allowed else "refused"
+        self.rate_limit.labels(tier.value, outcome, decision.source.value).inc()
+
+    def degraded(self, degraded: bool) -> None:
+        self.rate_limit_degraded.set(1 if degraded else 0)
+
+    def breaker_changed(self, name: str, _old: BreakerState, new: BreakerState) -> None:
+        self.breaker_state.labels(name).set(BREAKER_STATE_VALUES[new])
