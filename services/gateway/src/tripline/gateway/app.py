@@ -209,6 +209,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             breakers=breakers,
             budget=RetryBudget(ratio=settings.retry_budget_ratio),
             max_attempts=settings.retry_max_attempts,
+            on_retry=metrics.retried,
         )
         async with (
             open_redis(settings) as redis,

@@ -74,5 +74,8 @@ class GatewayMetrics:
     def degraded(self, degraded: bool) -> None:
         self.rate_limit_degraded.set(1 if degraded else 0)
 
+    def retried(self, upstream: str) -> None:
+        self.retries.labels(upstream).inc()
+
     def breaker_changed(self, name: str, _old: BreakerState, new: BreakerState) -> None:
         self.breaker_state.labels(name).set(BREAKER_STATE_VALUES[new])

@@ -7,7 +7,9 @@ httpx 0.28, whose pool polls every pooled connection on every request (encode/ht
 Each replica of an upstream has its own circuit breaker; a refused connection moves on to the
 next replica for any method (nothing was sent), while a timeout or a dropped connection is
 attempted again only for an idempotent route, or a write that carries an ``Idempotency-Key``,
-within a retry budget.
+within a retry budget. aiohttp adds one attempt of its own for idempotent methods when a
+connection drops (meant for a pooled connection the upstream has just closed); it is not
+counted against the budget.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +171,7 @@ class Forwarder:
     backoff: Backoff = field(default_factory=Backoff)
     max_attempts: int = 2
     rng: random.Random = field(default_factory=random.Random)
+    on_retry: Callable[[str], None] | None = None
     _timeouts: dict[float, aiohttp.ClientTimeout] = field(default_factory=dict)
 
     async def close(self) -> None:
@@ -209,6 +212,8 @@ class Forwarder:
             else:
                 return
             log.info("retrying upstream", upstream=name, attempt=attempt + 1)
+            if self.on_retry is not None:
+                self.on_retry(name)
             await asyncio.sleep(self.backoff.delay(attempt, self.rng))
             attempt += 1
             # The replica that just failed goes last.

@@ -156,6 +156,8 @@ async def serve_app(app: ASGIApp, *, port: int | None = None) -> AsyncIterator[s
         access_log=False,
         ws="websockets-sansio",
         http="httptools",
+        # As the services' own server: the app, not uvicorn, decides whom to believe.
+        proxy_headers=False,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
