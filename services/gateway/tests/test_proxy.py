@@ -471,6 +471,7 @@ def upstream_request(
     return UpstreamRequest(
         method=method,
         target=target,
+        label="/api/test",
         headers=list(headers),
         body=body,
         timeout_s=scaled(5) if timeout_s is None else timeout_s,
@@ -882,6 +883,19 @@ def traceparent_of(span: trace.Span) -> bytes:
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}".encode()
 
 
+def upstream_call_of(exporter: InMemorySpanExporter, parent: trace.Span) -> trace.Span:
+    """The gateway's CLIENT span for the upstream call, a child of ``parent``."""
+    parent_id = parent.get_span_context().span_id
+    [call] = [
+        span
+        for span in exporter.get_finished_spans()
+        if span.kind is trace.SpanKind.CLIENT
+        and span.parent is not None
+        and span.parent.span_id == parent_id
+    ]
+    return call
+
+
 async def test_the_trace_context_is_injected(
     service: FakeService, forwarders: Forwarders, span_exporter: InMemorySpanExporter
 ) -> None:
@@ -891,7 +905,10 @@ async def test_the_trace_context_is_injected(
         await forward(forwarder, upstream_request(), [service.url])
 
     [seen] = service.seen
-    assert seen.values(b"traceparent") == [traceparent_of(span)]
+    call = upstream_call_of(span_exporter, span)
+    assert call.name == "GET /api/test"
+    assert (call.attributes or {})["http.response.status_code"] == 201
+    assert seen.values(b"traceparent") == [traceparent_of(call)]
 
 
 async def test_no_trace_context_without_a_span(
@@ -906,10 +923,11 @@ async def test_the_gateways_trace_context_replaces_the_clients(
     service: FakeService, forwarders: Forwarders, span_exporter: InMemorySpanExporter
 ) -> None:
     theirs = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    span_exporter.clear()
     forwarder = forwarders([service.url])
     with trace.get_tracer("t").start_as_current_span("x") as span:
         request = upstream_request(headers=[("traceparent", theirs), ("tracestate", "a=1")])
         await forward(forwarder, request, [service.url])
 
     [seen] = service.seen
-    assert seen.values(b"traceparent") == [traceparent_of(span)]
+    assert seen.values(b"traceparent") == [traceparent_of(upstream_call_of(span_exporter, span))]

@@ -115,6 +115,7 @@ class Gateway:
             request = UpstreamRequest(
                 method=scope["method"],
                 target=request_target(scope),
+                label=route.pattern,
                 headers=headers,
                 body=body,
                 timeout_s=route.timeout_s,

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 from starlette.types import Scope, Send
 from yarl import URL
 
@@ -62,6 +63,7 @@ WHOLE_BODY_BYTES = 256 * 1024
 STREAM_CHUNK_BYTES = 64 * 1024
 
 log = get_logger(__name__)
+TRACER = trace.get_tracer(__name__)
 
 
 def connection_listed(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
@@ -150,6 +152,7 @@ class UpstreamRequest:
 
     method: str
     target: str
+    label: str
     headers: list[tuple[str, str]]
     body: bytes
     timeout_s: float
@@ -265,6 +268,19 @@ class Forwarder:
         raise UpstreamUnavailable("no replica of the service accepted the connection") from refused
 
     async def _send(self, request: UpstreamRequest, base_url: str) -> aiohttp.ClientResponse:
+        if not trace.get_current_span().is_recording():
+            # Sampled out: no span to record, but the trace context still travels on.
+            return await self._request(request, base_url)
+        with TRACER.start_as_current_span(
+            f"{request.method} {request.label}",
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": request.method, "server.address": base_url},
+        ) as span:
+            response = await self._request(request, base_url)
+            span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    async def _request(self, request: UpstreamRequest, base_url: str) -> aiohttp.ClientResponse:
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         # The gateway's span is the upstream's parent, not whatever the client sent.
