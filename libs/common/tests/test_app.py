@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from tripline.common.app import INSTANCE_HEADER, websocket_close_code
+from tripline.common.app import websocket_close_code
 from tripline.common.errors import (
     Conflict,
     DependencyUnavailable,
@@ -41,6 +41,8 @@ ERRORS: dict[str, TriplineError] = {
     "dependency": DependencyUnavailable("redis", retry_after=3),
     "upstream": UpstreamTimeout("core took too long"),
 }
+
+INSTANCE_HEADER = "tripline-instance"
 
 
 def raiser(error: TriplineError) -> Any:

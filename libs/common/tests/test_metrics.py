@@ -13,7 +13,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from tripline.common.errors import DependencyUnavailable
-from tripline.common.metrics import HttpMetrics, MetricsMiddleware
+from tripline.common.metrics import HttpMetrics
+from tripline.common.middleware import ServiceMiddleware
 from tripline.common.routes import UNMATCHED
 
 
@@ -38,7 +39,9 @@ def instrumented() -> tuple[Starlette, CollectorRegistry]:
             Route("/fails", fails),
         ]
     )
-    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry, "svc"))
+    app.add_middleware(
+        ServiceMiddleware, service="svc", instance="i", metrics=HttpMetrics(registry, "svc")
+    )
     return app, registry
 
 
