@@ -34,6 +34,8 @@ class GatewaySettings(ServiceSettings):
     # pooled connection is never reused just as the upstream closes it.
     upstream_keepalive_s: float = Field(default=4.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # Verified tokens remembered until they expire (about 400 bytes each).
+    jwt_cache_size: int = Field(default=100_000, ge=0)
     health_cache_s: float = Field(default=2.0, ge=0)
 
     # Requests per minute per user (else per client address), shared by every replica.
