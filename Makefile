@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 MANIFESTS := pyproject.toml uv.lock libs/common/pyproject.toml tools/devstack/pyproject.toml \
 	$(wildcard services/*/pyproject.toml)
 
-.PHONY: help install up start stop status logs token lint typecheck test clean
+.PHONY: help install up start stop status logs token lint typecheck test bench-gateway clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ typecheck: install ## mypy --strict over every package
 
 test: lint typecheck ## every check: lint, types, unit and integration tests on real servers
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+bench-gateway: install ## gateway vs express-gw on ../shared/bench + limit check: ROUNDS=3 DURATION=15s SKIP_RATELIMIT=1
+	tools/bench/gateway.sh
 
 clean: stop ## remove the venv, local data and caches
 	rm -rf .venv .tools .data .pytest_cache .mypy_cache .ruff_cache
