@@ -11,14 +11,13 @@ import asyncio
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,7 +28,15 @@ from websockets.exceptions import InvalidStatus
 from tripline.common.auth import Role, mint_token
 from tripline.common.errors import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
 from tripline.common.settings import LOCAL_JWT_SECRET
-from tripline.devstack.harness import Server, python_process, scaled, serve_app
+from tripline.devstack.harness import (
+    Server,
+    python_process,
+    scaled,
+    scrape_metric,
+    serve_app,
+    start_together,
+    stop_together,
+)
 from tripline.devstack.ports import free_port, free_ports
 from tripline.devstack.probes import http_ok
 from tripline.gateway.app import create_app as create_gateway
@@ -131,49 +138,15 @@ def assert_rate_limited(answer: httpx.Response, *, tier: str, limit: int) -> int
     return seconds
 
 
-async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
-    """The sum of the samples of ``name`` whose labels include ``labels`` (0.0 when none)."""
-    text = (await client.get("/metrics")).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
-
-
 async def decisions(client: httpx.AsyncClient, tier: str, outcome: str, source: str) -> float:
-    return await metric(
+    value = await scrape_metric(
         client,
         "gateway_rate_limit_decisions_total",
         tier=tier,
         outcome=outcome,
         source=source,
     )
-
-
-async def start_all(servers: Sequence[Server]) -> None:
-    """Launch every process (from this thread: they die with the thread that started them),
-    then wait for all of them at once."""
-    launched = [server.launch() for server in servers]
-    results = await asyncio.gather(
-        *(
-            asyncio.to_thread(process.wait_ready, scaled(server.ready_timeout_s))
-            for server, process in zip(servers, launched, strict=True)
-        ),
-        return_exceptions=True,
-    )
-    failed = [
-        f"{server.spec.name}: {result}\n{server.log_tail()}"
-        for server, result in zip(servers, results, strict=True)
-        if isinstance(result, BaseException)
-    ]
-    if failed:
-        raise RuntimeError("\n".join(failed))
-
-
-async def stop_all(servers: Sequence[Server]) -> None:
-    await asyncio.gather(*(asyncio.to_thread(server.stop) for server in servers))
+    return value or 0.0
 
 
 async def test_four_gateway_processes_share_one_limit_through_redis(
@@ -207,7 +180,7 @@ async def test_four_gateway_processes_share_one_limit_through_redis(
         ]
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         try:
-            await start_all(gateways)
+            await start_together(gateways)
             limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
             async with httpx.AsyncClient(timeout=scaled(30), limits=limits) as client:
                 answers = await asyncio.gather(
@@ -218,7 +191,7 @@ async def test_four_gateway_processes_share_one_limit_through_redis(
                 )
                 other = await client.get(f"{urls[3]}/api/users/me", headers=bearer("calm"))
         finally:
-            await stop_all(gateways)
+            await stop_together(gateways)
 
     statuses = Counter(answer.status_code for answer in answers)
     assert statuses == {200: 20, 429: 100}, statuses
@@ -314,7 +287,7 @@ async def test_limits_fall_back_to_a_local_share_while_redis_is_down(fresh_redis
             ]
             assert [answer.status_code for answer in before] == [200] * 10 + [429]
             assert await decisions(client, "standard", "allowed", "redis") == 10
-            assert await metric(client, "gateway_rate_limit_degraded") == 0.0
+            assert await scrape_metric(client, "gateway_rate_limit_degraded") == 0.0
 
             await asyncio.to_thread(fresh_redis.stop)
             during = [await client.get("/api/users/me", headers=bearer("during")) for _ in range(8)]
@@ -325,7 +298,7 @@ async def test_limits_fall_back_to_a_local_share_while_redis_is_down(fresh_redis
                 for _ in range(5)
             ]
             assert app.state.limiter.degraded
-            assert await metric(client, "gateway_rate_limit_degraded") == 1.0
+            assert await scrape_metric(client, "gateway_rate_limit_degraded") == 1.0
             local_allowed = await decisions(client, "standard", "allowed", "local")
             local_refused = await decisions(client, "standard", "refused", "local")
             fail_open = await decisions(client, "critical", "allowed", "fail-open")
@@ -333,7 +306,7 @@ async def test_limits_fall_back_to_a_local_share_while_redis_is_down(fresh_redis
             await asyncio.to_thread(fresh_redis.start)
             deadline = asyncio.get_running_loop().time() + scaled(10)
             probe = 0
-            while await metric(client, "gateway_rate_limit_degraded") != 0.0:
+            while await scrape_metric(client, "gateway_rate_limit_degraded") != 0.0:
                 assert asyncio.get_running_loop().time() < deadline, "Redis never used again"
                 probe += 1
                 # Any request after the pause probes Redis; a fresh user each time.

@@ -14,14 +14,13 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,7 +29,15 @@ from starlette.routing import Route
 from tripline.common.auth import Role, mint_token
 from tripline.common.errors import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
 from tripline.common.settings import LOCAL_JWT_SECRET
-from tripline.devstack.harness import Server, python_process, scaled, serve_app
+from tripline.devstack.harness import (
+    Server,
+    python_process,
+    scaled,
+    scrape_metric,
+    serve_app,
+    start_together,
+    stop_together,
+)
 from tripline.devstack.ports import free_ports
 from tripline.devstack.probes import http_ok
 from tripline.gateway.app import create_app as create_gateway
@@ -199,42 +206,6 @@ def retry_after(answer: httpx.Response) -> int:
     return int(value)
 
 
-async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float | None:
-    """The sum of the samples of ``name`` whose labels include ``labels``; None when none."""
-    text = (await client.get("/metrics")).text
-    values = [
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    ]
-    return sum(values) if values else None
-
-
-async def start_all(servers: Sequence[Server]) -> None:
-    """Launch every process (from this thread: they die with the thread that started them),
-    then wait for all of them at once."""
-    launched = [server.launch() for server in servers]
-    results = await asyncio.gather(
-        *(
-            asyncio.to_thread(process.wait_ready, scaled(server.ready_timeout_s))
-            for server, process in zip(servers, launched, strict=True)
-        ),
-        return_exceptions=True,
-    )
-    failed = [
-        f"{server.spec.name}: {result}\n{server.log_tail()}"
-        for server, result in zip(servers, results, strict=True)
-        if isinstance(result, BaseException)
-    ]
-    if failed:
-        raise RuntimeError("\n".join(failed))
-
-
-async def stop_all(servers: Sequence[Server]) -> None:
-    await asyncio.gather(*(asyncio.to_thread(server.stop) for server in servers))
-
-
 async def test_refusals_are_problems_and_never_reach_the_upstream(fresh_redis: Server) -> None:
     upstream = Upstream()
     async with upstream_server(upstream) as upstream_url:
@@ -320,7 +291,7 @@ async def test_forwarded_for_counts_only_behind_trusted_proxies(
         )
         servers = [plain, behind_proxy]
         try:
-            await start_all(servers)
+            await start_together(servers)
             async with httpx.AsyncClient(timeout=scaled(10)) as client:
 
                 async def guess(port: int, forwarded_for: str) -> int:
@@ -337,7 +308,7 @@ async def test_forwarded_for_counts_only_behind_trusted_proxies(
                 first = [await guess(ports[1], "203.0.113.1") for _ in range(4)]
                 second = [await guess(ports[1], "203.0.113.2") for _ in range(2)]
         finally:
-            await stop_all(servers)
+            await stop_together(servers)
 
     # Without trusted proxies the header is the client's word: one address, one quota.
     assert ignored == [401, 401, 401, 429]
@@ -365,7 +336,7 @@ async def test_circuit_breaker_opens_fails_fast_and_closes_after_a_probe(
             failures = [await client.get("/api/users/u1", headers=RIDER) for _ in range(3)]
             opened = loop.time()
             refused = [await client.get("/api/users/u1", headers=RIDER) for _ in range(3)]
-            open_state = await metric(client, **state)
+            open_state = await scrape_metric(client, **state)
             seen_while_open = upstream.total()
 
             upstream.failing = False
@@ -380,7 +351,7 @@ async def test_circuit_breaker_opens_fails_fast_and_closes_after_a_probe(
                 await asyncio.sleep(0.1)
             probed_after = loop.time() - opened
             probe, seen_after_probe = answer, upstream.total()
-            closed_state = await metric(client, **state)
+            closed_state = await scrape_metric(client, **state)
             later = [await client.get("/api/users/u1", headers=RIDER) for _ in range(3)]
 
     assert [answer.status_code for answer in failures] == [500, 500, 500]
@@ -462,7 +433,7 @@ async def test_retries_are_counted_in_metrics(fresh_redis: Server) -> None:
         settings = gateway_settings(redis_url(fresh_redis), upstream_url)
         async with gateway(settings) as (_, client):
             answer = await client.get("/api/users/drop", headers=RIDER)
-            retries = await metric(client, "gateway_upstream_retries_total")
+            retries = await scrape_metric(client, "gateway_upstream_retries_total")
     assert answer.status_code == 200
     assert upstream.hits["GET /api/users/drop"] == 3
     assert retries == 1.0
@@ -591,7 +562,7 @@ async def test_load_shedding_follows_real_event_loop_lag(
 
             await wait_for_level(app, 0, timeout_s=5)
             idle = [(await send(client, p), p) for p in Priority]
-            low_shed = await metric(
+            low_shed = await scrape_metric(
                 client, "gateway_admission_total", priority="low", outcome="shed"
             )
 

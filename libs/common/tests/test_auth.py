@@ -21,6 +21,7 @@ from tripline.common.auth import (
 )
 from tripline.common.errors import DependencyUnavailable, Forbidden, Unauthorized
 from tripline.common.settings import LOCAL_JWT_SECRET, ServiceSettings
+from tripline.devstack.fakes import FakeClock
 
 OTHER_SECRET = "a-different-secret-that-is-also-long-enough-0123"
 
@@ -241,14 +242,6 @@ class CountingVerifier(TokenVerifier):
         return await super()._decode(token)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_a_verified_token_is_not_checked_again() -> None:
     verifier = CountingVerifier()
     token = mint_token(LOCAL_JWT_SECRET, sub="r-1", role=Role.RIDER)
@@ -258,7 +251,7 @@ async def test_a_verified_token_is_not_checked_again() -> None:
 
 
 async def test_a_cached_token_is_checked_again_once_past_its_expiry() -> None:
-    clock = Clock()
+    clock = FakeClock(time.time())
     verifier = CountingVerifier(reject_after=1, clock=clock)
     token = mint_token(LOCAL_JWT_SECRET, sub="r-1", role=Role.RIDER, ttl_s=60, now=clock.now)
     await verifier.verify(token)

@@ -17,20 +17,10 @@ from hypothesis.stateful import (
 
 from tripline.common.breaker import BreakerState, CircuitBreaker
 from tripline.common.errors import CircuitOpen
+from tripline.devstack.fakes import FakeClock
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 Transition = tuple[str, BreakerState, BreakerState]
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -12,18 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tripline.common.retries import Backoff, RetryBudget
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from tripline.devstack.fakes import FakeClock
 
 seconds = st.floats(min_value=1e-300, max_value=1e6, allow_nan=False, allow_infinity=False)
 
@@ -94,7 +83,7 @@ def spend_all(budget: RetryBudget) -> int:
 
 
 def test_a_burst_of_retries_without_requests_gets_only_the_reserve() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     budget = RetryBudget(ratio=0.1, min_per_s=10.0, window_s=10.0, clock=clock)
     assert spend_all(budget) == 100
     clock.advance(5.0)
@@ -102,7 +91,7 @@ def test_a_burst_of_retries_without_requests_gets_only_the_reserve() -> None:
 
 
 def test_spent_retries_are_forgotten_once_their_second_leaves_the_window() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     budget = RetryBudget(ratio=0.1, min_per_s=1.0, window_s=10.0, clock=clock)
     assert spend_all(budget) == 10
     clock.advance(10.0)
@@ -112,7 +101,7 @@ def test_spent_retries_are_forgotten_once_their_second_leaves_the_window() -> No
 
 
 def test_steady_traffic_may_retry_ratio_of_its_requests() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     budget = RetryBudget(ratio=0.1, min_per_s=0.0, window_s=10.0, clock=clock)
     per_second = []
     for _ in range(30):
@@ -124,7 +113,7 @@ def test_steady_traffic_may_retry_ratio_of_its_requests() -> None:
 
 
 def test_the_reserve_adds_to_the_ratio() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     budget = RetryBudget(ratio=0.5, min_per_s=2.0, window_s=5.0, clock=clock)
     for _ in range(40):
         budget.record_request()
@@ -132,7 +121,7 @@ def test_the_reserve_adds_to_the_ratio() -> None:
 
 
 def test_a_zero_budget_never_retries() -> None:
-    budget = RetryBudget(ratio=0.0, min_per_s=0.0, clock=FakeClock())
+    budget = RetryBudget(ratio=0.0, min_per_s=0.0, clock=FakeClock(0.0))
     for _ in range(1000):
         budget.record_request()
     assert not budget.try_spend()
@@ -169,7 +158,7 @@ steps = st.lists(
 def test_budget_keeps_its_documented_promise(
     ratio: float, min_per_s: float, window_s: float, steps: list[tuple[str, int]]
 ) -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     budget = RetryBudget(ratio=ratio, min_per_s=min_per_s, window_s=window_s, clock=clock)
     reserve = min_per_s * window_s
     lookback = math.ceil(window_s) + 1

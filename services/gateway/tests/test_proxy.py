@@ -22,6 +22,7 @@ from starlette.types import Message
 from tripline.common.breaker import BreakerState, CircuitBreaker
 from tripline.common.errors import CircuitOpen, UpstreamTimeout, UpstreamUnavailable
 from tripline.common.retries import Backoff, RetryBudget
+from tripline.devstack.fakes import FakeClock
 from tripline.devstack.harness import scaled, serve_app
 from tripline.devstack.ports import free_port
 from tripline.gateway.proxy import (
@@ -363,14 +364,6 @@ def unanswered_url() -> Iterator[str]:
             filler.setblocking(False)
             filler.connect_ex(("127.0.0.1", port))
         yield f"http://127.0.0.1:{port}"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tripline.devstack.fakes import FakeClock
 from tripline.gateway.shedding import (
     DEFAULT_CONFIG,
     MAX_LEVEL,
@@ -23,17 +24,6 @@ HIGH = 0.1  # well above target
 LOW_LAG = 0.001  # well below target
 
 
-class FakeClock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class Recorder:
     """Level changes as (time, old, new)."""
 
@@ -46,7 +36,7 @@ class Recorder:
 
 
 def make(config: SheddingConfig = CONFIG, **kwargs: Any) -> tuple[LoadShedder, FakeClock, Recorder]:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     changes = Recorder(clock)
     shedder = LoadShedder(config, clock=clock, on_level_change=changes, **kwargs)
     return shedder, clock, changes
@@ -278,7 +268,7 @@ def test_critical_is_always_admitted_and_low_is_refused_before_normal(
 def test_the_level_moves_at_most_one_step_per_interval(steps: list[tuple[float, float]]) -> None:
     shedder, clock, changes = make()
     replay(shedder, clock, steps)
-    first_sample_at = FakeClock().now + (steps[0][0] if steps else 0.0)
+    first_sample_at = FakeClock(100.0).now + (steps[0][0] if steps else 0.0)
     previous_at = first_sample_at
     for at, old, new in changes.changes:
         assert abs(new - old) == 1

@@ -7,12 +7,14 @@ import asyncio
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import ASGIApp
 
 from tripline.devstack.backends import (
@@ -182,6 +184,46 @@ async def serve_app(app: ASGIApp, *, port: int | None = None) -> AsyncIterator[s
 @contextmanager
 def _no_signal_capture() -> Iterator[None]:
     yield
+
+
+async def start_together(servers: Sequence[Server]) -> None:
+    """Launch every process, then wait for all of them at once (start-up costs overlap).
+
+    Launching happens on this thread: the processes die with the thread that started them.
+    Raises :class:`RuntimeError` naming each server that did not become ready, with its log.
+    """
+    launched = [server.launch() for server in servers]
+    results = await asyncio.gather(
+        *(
+            asyncio.to_thread(process.wait_ready, scaled(server.ready_timeout_s))
+            for server, process in zip(servers, launched, strict=True)
+        ),
+        return_exceptions=True,
+    )
+    failed = [
+        f"{server.spec.name}: {result}\n{server.log_tail()}"
+        for server, result in zip(servers, results, strict=True)
+        if isinstance(result, BaseException)
+    ]
+    if failed:
+        raise RuntimeError("\n".join(failed))
+
+
+async def stop_together(servers: Sequence[Server]) -> None:
+    await asyncio.gather(*(asyncio.to_thread(server.stop) for server in servers))
+
+
+async def scrape_metric(client: httpx.AsyncClient, name: str, **labels: str) -> float | None:
+    """The sum of the samples of ``name`` on the service's ``/metrics`` whose labels include
+    ``labels``; None when there is no such sample."""
+    text = (await client.get("/metrics")).text
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    ]
+    return sum(values) if values else None
 
 
 def python_process(
