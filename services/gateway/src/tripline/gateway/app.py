@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-import aiohttp
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -31,6 +30,7 @@ from tripline.common.validation import read_body
 from tripline.gateway import wsproxy
 from tripline.gateway.admission import EdgePolicy
 from tripline.gateway.clientaddr import parse_networks
+from tripline.gateway.h1client import H1Pool
 from tripline.gateway.loadmonitor import LoopLagMonitor
 from tripline.gateway.metrics import GatewayMetrics
 from tripline.gateway.proxy import (
@@ -219,18 +219,17 @@ def create_app(settings: GatewaySettings) -> Starlette:
             for replica_set in replicas.values()
             for url in replica_set.urls
         }
-        connector = aiohttp.TCPConnector(
-            limit=settings.upstream_max_connections,
-            keepalive_timeout=settings.upstream_keepalive_s,
-        )
-        session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        pools = {
+            url: H1Pool(
+                url,
+                max_connections=settings.upstream_max_connections,
+                keepalive_s=settings.upstream_keepalive_s,
+                connect_timeout_s=settings.upstream_connect_timeout_s,
+            )
+            for url in breakers
+        }
         forwarder = Forwarder(
-            session,
-            connect_timeout_s=settings.upstream_connect_timeout_s,
+            pools,
             breakers=breakers,
             budget=RetryBudget(ratio=settings.retry_budget_ratio),
             max_attempts=settings.retry_max_attempts,
