@@ -38,7 +38,6 @@ from tripline.gateway.proxy import (
     UpstreamRequest,
     forward_headers,
     request_target,
-    scope_headers,
 )
 from tripline.gateway.routetable import WEBSOCKET, RouteTable
 from tripline.gateway.routing import ReplicaSet, Upstream
@@ -109,9 +108,9 @@ class Gateway:
         scope[ROUTE_LABEL_KEY] = route.pattern
         admission = await self.policy.admit(scope, route)
         try:
-            body = await read_body(Request(scope, receive), max_bytes=self.settings.max_body_bytes)
+            body = await self._body(scope, receive)
             headers = forward_headers(
-                scope_headers(scope),
+                scope["headers"],
                 client_host=scope["client"][0] if scope.get("client") else None,
                 scheme=scope.get("scheme", "http"),
                 host=_header(scope, b"host"),
@@ -139,6 +138,12 @@ class Gateway:
                 (name.decode(), value.decode()) for name, value in admission.headers
             )
             raise
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        # A request that declares no body has none (RFC 9112 §6.3): nothing to wait for.
+        if not _header(scope, b"content-length") and not _header(scope, b"transfer-encoding"):
+            return b""
+        return await read_body(Request(scope, receive), max_bytes=self.settings.max_body_bytes)
 
     async def websocket(self, websocket: WebSocket) -> None:
         scope = websocket.scope
@@ -178,11 +183,11 @@ class ApiFastPath:
             await problem_response(error, instance=scope["path"])(scope, receive, send)
 
 
-def _header(scope: Scope, name: bytes) -> str:
+def _header(scope: Scope, name: bytes) -> bytes:
     for field, value in scope["headers"]:
         if field == name:
-            return str(value.decode("latin-1"))
-    return ""
+            return bytes(value)
+    return b""
 
 
 def create_app(settings: GatewaySettings) -> Starlette:

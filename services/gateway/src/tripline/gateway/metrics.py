@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tripline.common.breaker import BreakerState
-from tripline.common.ratelimit import Decision, Tier
+from tripline.common.ratelimit import Decision, Source, Tier
 from tripline.gateway.shedding import Priority
 
 BREAKER_STATE_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
@@ -60,6 +60,7 @@ class GatewayMetrics:
         # Children bound once: a labels() look-up per request is measurable on the hot path.
         self._admitted = {p: self.admission.labels(p.value, "admitted") for p in Priority}
         self._shed = {p: self.admission.labels(p.value, "shed") for p in Priority}
+        self._decisions: dict[tuple[Tier, bool, Source], Counter] = {}
 
     def admitted(self, priority: Priority) -> None:
         self._admitted[priority].inc()
@@ -68,8 +69,13 @@ class GatewayMetrics:
         self._shed[priority].inc()
 
     def decided(self, tier: Tier, decision: Decision) -> None:
-        outcome = "allowed" if decision.allowed else "refused"
-        self.rate_limit.labels(tier.value, outcome, decision.source.value).inc()
+        key = (tier, decision.allowed, decision.source)
+        child = self._decisions.get(key)
+        if child is None:
+            outcome = "allowed" if decision.allowed else "refused"
+            child = self.rate_limit.labels(tier.value, outcome, decision.source.value)
+            self._decisions[key] = child
+        child.inc()
 
     def degraded(self, degraded: bool) -> None:
         self.rate_limit_degraded.set(1 if degraded else 0)

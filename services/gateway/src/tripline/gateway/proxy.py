@@ -22,7 +22,7 @@ from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
-from starlette.types import Scope, Send
+from starlette.types import Send
 
 from tripline.common.breaker import CircuitBreaker
 from tripline.common.errors import CircuitOpen, UpstreamTimeout, UpstreamUnavailable
@@ -58,6 +58,7 @@ HOP_BY_HOP = frozenset(
 REPLACED = frozenset({"x-forwarded-proto", "x-forwarded-host"})
 # Singletons the gateway's own server sets on every response it sends.
 SET_BY_GATEWAY = frozenset({"date", "server"})
+DROPPED_REQUEST_FIELDS = frozenset(name.encode() for name in HOP_BY_HOP | REPLACED)
 RELAYED_RESPONSE_DROPS = frozenset(
     name.encode() for name in (HOP_BY_HOP - {"content-length"}) | SET_BY_GATEWAY
 )
@@ -69,67 +70,57 @@ log = get_logger(__name__)
 TRACER = trace.get_tracer(__name__)
 
 
-def connection_listed(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+def connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """Field names a ``Connection`` header declares hop-by-hop (RFC 9110 §7.6.1)."""
     return frozenset(
         token.strip().lower()
         for name, value in headers
-        if name.lower() == "connection"
-        for token in value.split(",")
+        if name.lower() == b"connection"
+        for token in value.split(b",")
         if token.strip()
     )
 
 
 def forward_headers(
-    headers: Iterable[tuple[str, str]], *, client_host: str | None, scheme: str, host: str
-) -> list[tuple[str, str]]:
+    headers: Iterable[tuple[bytes, bytes]], *, client_host: str | None, scheme: str, host: bytes
+) -> list[tuple[bytes, bytes]]:
     """Headers for the upstream request: the client's minus hop-by-hop, plus forwarding ones.
 
+    Bytes in, bytes out, so every value reaches the upstream exactly as the client sent it.
     Every ``X-Forwarded-For`` line is kept, in order, with the client's address appended.
     """
     headers = list(headers)
-    dropped = HOP_BY_HOP | REPLACED | connection_listed(headers)
-    out: list[tuple[str, str]] = []
-    forwarded_for: list[str] = []
-    request_id: str | None = None
+    dropped = DROPPED_REQUEST_FIELDS | connection_listed(headers)
+    out: list[tuple[bytes, bytes]] = []
+    forwarded_for: list[bytes] = []
+    request_id: bytes | None = None
     for name, value in headers:
         lower = name.lower()
         if lower in dropped:
             continue
-        if lower == "x-forwarded-for":
+        if lower == b"x-forwarded-for":
             forwarded_for.append(value.strip())
             continue
-        if lower == "x-request-id":
+        if lower == b"x-request-id":
             request_id = value
         out.append((name, value))
     if client_host:
-        forwarded_for.append(client_host)
+        forwarded_for.append(client_host.encode("latin-1"))
     if forwarded_for:
-        out.append(("x-forwarded-for", ", ".join(forwarded_for)))
-    out.append(("x-forwarded-proto", scheme))
-    out.append(("x-forwarded-host", host))
+        out.append((b"x-forwarded-for", b", ".join(forwarded_for)))
+    out.append((b"x-forwarded-proto", scheme.encode("latin-1")))
+    out.append((b"x-forwarded-host", host))
     if request_id is None:
         # Random hex like uuid4().hex, without building a UUID object per request.
-        out.append(("x-request-id", os.urandom(16).hex()))
+        out.append((b"x-request-id", os.urandom(16).hex().encode()))
     return out
-
-
-def scope_headers(scope: Scope) -> list[tuple[str, str]]:
-    """The request's headers as text that encodes back to the very bytes received
-    (latin-1 both ways)."""
-    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
 
 
 def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers worth relaying (its Content-Length included), minus
     hop-by-hop fields, those its ``Connection`` header names among them."""
     lowered = [(name.lower(), value) for name, value in raw]
-    listed = connection_listed(
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in lowered
-        if name == b"connection"
-    )
-    dropped = RELAYED_RESPONSE_DROPS | {name.encode("latin-1") for name in listed}
+    dropped = RELAYED_RESPONSE_DROPS | connection_listed(lowered)
     return [(name, value) for name, value in lowered if name not in dropped]
 
 
@@ -147,7 +138,7 @@ class UpstreamRequest:
     method: str
     target: str
     label: str
-    headers: list[tuple[str, str]]
+    headers: list[tuple[bytes, bytes]]
     body: bytes
     timeout_s: float
     retryable: bool
@@ -269,13 +260,11 @@ class Forwarder:
     async def _request(self, request: UpstreamRequest, base_url: str) -> UpstreamResponse:
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
+        context = [(name.encode(), value.encode()) for name, value in carrier.items()]
         # The gateway's span is the upstream's parent, not whatever the client sent.
-        headers = [
-            (name.encode("latin-1"), value.encode("latin-1"))
-            for name, value in request.headers
-            if name.lower() not in carrier
-        ]
-        headers.extend((name.encode(), value.encode()) for name, value in carrier.items())
+        replaced = {name for name, _ in context}
+        headers = [(name, value) for name, value in request.headers if name not in replaced]
+        headers.extend(context)
         return await self.pools[base_url].request(
             request.method, request.target, headers, request.body, timeout_s=request.timeout_s
         )
