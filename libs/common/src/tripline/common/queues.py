@@ -20,10 +20,12 @@ class Task(StrEnum):
     """Registered task names, so producers can ``send_task`` without importing the worker."""
 
     PING = "tripline.system.ping"
+    SEND_NOTIFICATION = "tripline.notifications.send"
 
 
 TASK_QUEUES: Mapping[Task, Queue] = MappingProxyType(
     {
         Task.PING: Queue.SYSTEM,
+        Task.SEND_NOTIFICATION: Queue.NOTIFICATIONS,
     }
 )

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from tripline.common.celery_app import VISIBILITY_TIMEOUT_S
 from tripline.common.settings import ServiceSettings
 
 
@@ -13,3 +14,14 @@ class WorkerSettings(ServiceSettings):
     service_name: str = "worker"
     worker_concurrency: int = Field(default=2, ge=1)
     worker_pool: Literal["prefork", "threads", "solo"] = "prefork"
+
+    # The notification provider (the sandbox locally) and how the worker treats it.
+    notification_sandbox_url: str = "http://127.0.0.1:8091"
+    notification_timeout_s: float = Field(default=5.0, gt=0)
+    notification_max_attempts: int = Field(default=10, ge=1)
+    notification_retry_base_s: float = Field(default=1.0, gt=0)
+    # A retry waits on the worker as an unacknowledged message: it must come back well within
+    # the broker's visibility timeout, or Redis hands it to a second worker meanwhile.
+    notification_retry_max_s: float = Field(default=300.0, gt=0, le=VISIBILITY_TIMEOUT_S / 4)
+    notification_breaker_failures: int = Field(default=50, ge=1)
+    notification_breaker_reset_s: float = Field(default=30.0, gt=0)

@@ -1,0 +1,253 @@
+"""The notification task: deliver one stored notification to the provider, once.
+
+A producer stores the notification in the Redis hash ``notification:<id>`` and queues only the
+id. Delivery is idempotent end to end: a record marked delivered is not sent again, and the
+provider is given the notification id as its ``Idempotency-Key``, so a redelivered task (the
+worker died after sending, before acknowledging) cannot send a second message. Only transient
+failures (timeouts, connection errors, 5xx and 429 answers, an open breaker, MongoDB or Redis
+not answering) are retried, with exponential backoff and jitter; a 4xx answer is permanent.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import httpx
+from celery import Celery, Task
+from pymongo import MongoClient
+from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from redis import Redis
+from redis.exceptions import RedisError
+
+from tripline.common.breaker import CircuitBreaker
+from tripline.common.logs import get_logger
+from tripline.common.queues import Task as TaskName
+from tripline.worker.settings import WorkerSettings
+
+log = get_logger(__name__)
+
+SOS_COLLECTION = "sos"
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    ALREADY_DELIVERED = "already_delivered"
+    REJECTED = "rejected"
+    MISSING = "missing"
+    GAVE_UP = "gave_up"
+
+
+class TransientFailure(Exception):
+    """The delivery may succeed later: retry it."""
+
+
+def notification_key(notification_id: str) -> str:
+    return f"notification:{notification_id}"
+
+
+def backoff_s(
+    attempt: int, *, base_s: float, max_s: float, rand: Callable[[], float] = random.random
+) -> float:
+    """How long to wait before retry number ``attempt`` (0 for the first retry).
+
+    The ceiling doubles per attempt up to ``max_s``; the wait is drawn from its upper half, so
+    retries of many tasks that failed together spread out but never come back immediately.
+    """
+    ceiling = min(max_s, base_s * 2.0 ** min(attempt, 32))
+    return ceiling / 2 + rand() * ceiling / 2
+
+
+def is_transient_status(status_code: int) -> bool:
+    """Whether an HTTP answer means "try again later" rather than "this request is wrong"."""
+    return status_code >= 500 or status_code in (408, 429)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Notifier:
+    """Sends stored notifications through one breaker; one per worker process."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        redis: Redis,
+        db: Database[dict[str, Any]],
+        http: httpx.Client,
+        breaker: CircuitBreaker,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._url = settings.notification_sandbox_url.rstrip("/") + "/v1/notifications"
+        self._redis = redis
+        self._db = db
+        self._http = http
+        self._breaker = breaker
+        self._clock = clock
+
+    def deliver(self, notification_id: str) -> Outcome:
+        """Send the notification unless it was delivered already; returns what happened.
+
+        On delivery the record is marked delivered and, for an SOS (its ``reference``), the
+        delivery is appended to the SOS document's ``deliveries``. Raises
+        :class:`TransientFailure` when the caller should retry later.
+        """
+        record = self._record(notification_id)
+        if not record:
+            log.error("notification record missing", notification_id=notification_id)
+            return Outcome.MISSING
+        if record.get("status") == Outcome.DELIVERED.value:
+            return Outcome.ALREADY_DELIVERED
+        response = self._send(notification_id, record)
+        if response.status_code >= 400:
+            log.error(
+                "notification rejected by the provider",
+                notification_id=notification_id,
+                status=response.status_code,
+                body=response.text[:500],
+            )
+            self.mark_failed(notification_id, f"provider answered {response.status_code}")
+            return Outcome.REJECTED
+        reference = record.get("reference")
+        if reference:
+            self._audit(reference, notification_id, record)
+        self._mark(notification_id, Outcome.DELIVERED.value, "")
+        return Outcome.DELIVERED
+
+    def mark_failed(self, notification_id: str, reason: str) -> None:
+        """Record that the notification will not be delivered, and why."""
+        self._mark(notification_id, "failed", reason)
+
+    def _record(self, notification_id: str) -> dict[str, str]:
+        try:
+            raw: dict[Any, Any] = self._redis.hgetall(notification_key(notification_id))
+        except (RedisError, OSError) as exc:
+            raise TransientFailure(f"redis: {exc!r}") from exc
+        return {_text(name): _text(value) for name, value in raw.items()}
+
+    def _send(self, notification_id: str, record: dict[str, str]) -> httpx.Response:
+        if not self._breaker.try_acquire():
+            raise TransientFailure(f"breaker open for {self._breaker.retry_after_s():.1f}s")
+        body = {
+            "to": record["to"],
+            "channel": record["channel"],
+            "message": record["message"],
+            "reference": record.get("reference") or None,
+        }
+        try:
+            response = self._http.post(
+                self._url, json=body, headers={"Idempotency-Key": notification_id}
+            )
+        except httpx.TransportError as exc:
+            self._breaker.record_failure()
+            raise TransientFailure(f"provider unreachable: {exc!r}") from exc
+        except BaseException:
+            self._breaker.release()
+            raise
+        if is_transient_status(response.status_code):
+            self._breaker.record_failure()
+            raise TransientFailure(f"provider answered {response.status_code}")
+        self._breaker.record_success()
+        return response
+
+    def _audit(self, sos_id: str, notification_id: str, record: dict[str, str]) -> None:
+        delivery = {
+            "notification_id": notification_id,
+            "to": record["to"],
+            "channel": record["channel"],
+            "at": self._clock(),
+        }
+        try:
+            # The SOS may not be archived yet: the upsert creates its document, which the
+            # archiver completes. Once listed, the filter misses and the upsert collides.
+            self._db[SOS_COLLECTION].update_one(
+                {"_id": sos_id, "deliveries.notification_id": {"$ne": notification_id}},
+                {"$push": {"deliveries": delivery}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return
+        except PyMongoError as exc:
+            if isinstance(exc, ConnectionFailure) or exc.timeout:
+                raise TransientFailure(f"mongodb: {exc!r}") from exc
+            raise
+
+    def _mark(self, notification_id: str, status: str, reason: str) -> None:
+        fields = {"status": status, "reason": reason, "updated_at": self._clock().isoformat()}
+        try:
+            self._redis.hset(notification_key(notification_id), mapping=fields)  # type: ignore[arg-type]
+        except (RedisError, OSError) as exc:
+            raise TransientFailure(f"redis: {exc!r}") from exc
+
+
+def create_notifier(settings: WorkerSettings) -> Notifier:
+    """A notifier with its own clients; create it in the process that uses it (after fork)."""
+    timeout_ms = settings.mongo_query_timeout_ms
+    mongo: MongoClient[dict[str, Any]] = MongoClient(
+        settings.mongo_url,
+        serverSelectionTimeoutMS=settings.mongo_server_selection_timeout_ms,
+        timeoutMS=timeout_ms,
+        tz_aware=True,
+    )
+    return Notifier(
+        settings,
+        redis=Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_socket_timeout_s,
+            socket_connect_timeout=settings.redis_socket_timeout_s,
+        ),
+        db=mongo[settings.mongo_db],
+        http=httpx.Client(timeout=settings.notification_timeout_s),
+        breaker=CircuitBreaker(
+            "notifications",
+            failure_threshold=settings.notification_breaker_failures,
+            reset_timeout_s=settings.notification_breaker_reset_s,
+        ),
+    )
+
+
+def register_notification_tasks(app: Celery, settings: WorkerSettings) -> None:
+    notifiers: list[Notifier] = []
+
+    def notifier() -> Notifier:
+        # Made on first use, so each forked child gets its own sockets and breaker.
+        if not notifiers:
+            notifiers.append(create_notifier(settings))
+        return notifiers[0]
+
+    @app.task(name=TaskName.SEND_NOTIFICATION.value, bind=True, acks_late=True, max_retries=None)
+    def send_notification(self: Task[Any, Any], notification_id: str) -> str:
+        """Deliver ``notification_id``; retried on transient failures up to the attempt limit,
+        then marked failed. Returns the :class:`Outcome`'s value."""
+        try:
+            return notifier().deliver(notification_id).value
+        except TransientFailure as exc:
+            attempt = self.request.retries + 1
+            if attempt >= settings.notification_max_attempts:
+                log.exception(
+                    "notification abandoned",
+                    notification_id=notification_id,
+                    attempts=attempt,
+                    error=str(exc),
+                )
+                notifier().mark_failed(notification_id, f"gave up: {exc}")
+                return Outcome.GAVE_UP.value
+            delay = backoff_s(
+                self.request.retries,
+                base_s=settings.notification_retry_base_s,
+                max_s=settings.notification_retry_max_s,
+            )
+            log.warning(
+                "notification retry",
+                notification_id=notification_id,
+                attempt=attempt,
+                delay_s=round(delay, 2),
+                error=str(exc),
+            )
+            raise self.retry(exc=exc, countdown=delay) from exc
