@@ -1,0 +1,35 @@
+"""What core's endpoints share for the life of the app: clients, repositories and caches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from starlette.requests import Request
+
+from tripline.common.auth import Identity, TokenVerifier, bearer_token
+from tripline.common.cache import TwoLayerCache
+from tripline.core.repository import TripRepository, UserRepository
+from tripline.core.settings import CoreSettings
+
+
+@dataclass(frozen=True)
+class Core:
+    settings: CoreSettings
+    verifier: TokenVerifier
+    redis: Redis
+    users: UserRepository
+    trips: TripRepository
+    profiles_cache: TwoLayerCache
+    trips_cache: TwoLayerCache
+    search_cache: TwoLayerCache
+
+    async def identity(self, request: Request) -> Identity:
+        """The caller, from its bearer token (core checks it again: it may be reached without
+        the gateway inside the cluster). Raises :class:`Unauthorized`."""
+        return await self.verifier.verify(bearer_token(request))
+
+
+def core_of(request: Request) -> Core:
+    core: Core = request.app.state.core
+    return core

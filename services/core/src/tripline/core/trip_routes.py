@@ -1,0 +1,202 @@
+"""``/api/trips``: request a trip, read it, move it through its states, and search open trips.
+
+A trip is visible to its rider, its driver and admins; to anyone else it does not exist (404,
+not 403: an outsider learns nothing). A status change is a compare-and-set in MongoDB, then the
+caches of every replica forget the trip and the change is published on the trip's channel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from typing import Any
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tripline.common.auth import Identity, Role
+from tripline.common.channels import publish_event, read_parties, record_parties
+from tripline.common.errors import Conflict, NotFound
+from tripline.common.logs import get_logger
+from tripline.common.validation import parse_body, parse_query
+from tripline.core.context import Core, core_of
+from tripline.core.models import SearchQuery, StatusChange, TripCreate, geo_point, trip_view
+from tripline.core.trips import TripStatus, is_party, plan_move
+
+log = get_logger(__name__)
+
+# Searches within about a kilometre of each other share one cached answer.
+SEARCH_GRID_DEGREES = 0.01
+
+
+def new_trip_id(identity: Identity, idempotency_key: str | None) -> str:
+    """A fresh id, or, for a replayed request, the id its first attempt got."""
+    if not idempotency_key:
+        return uuid.uuid4().hex
+    digest = hashlib.sha256(f"{identity.user_id}\x00{idempotency_key}".encode())
+    return digest.hexdigest()[:32]
+
+
+async def visible_trip(core: Core, identity: Identity, trip_id: str) -> dict[str, Any]:
+    """The trip as the caller may see it (cached 30 s); raises NotFound for outsiders too."""
+
+    async def from_database() -> dict[str, Any] | None:
+        document = await core.trips.get(trip_id)
+        return trip_view(document) if document is not None else None
+
+    trip = await core.trips_cache.get(trip_id, from_database, ttl_s=core.settings.trip_cache_ttl_s)
+    if not isinstance(trip, dict) or not is_party(
+        identity, rider_id=trip["rider_id"], driver_id=trip["driver_id"]
+    ):
+        raise NotFound(f"no trip {trip_id}")
+    return trip
+
+
+async def create_trip(request: Request) -> Response:
+    core = core_of(request)
+    identity = await core.identity(request)
+    body = await parse_body(request, TripCreate)
+    trip_id = new_trip_id(identity, request.headers.get("idempotency-key"))
+    document = await core.trips.create(
+        trip_id=trip_id,
+        rider_id=identity.user_id,
+        origin=geo_point(body.origin),
+        destination=geo_point(body.destination),
+    )
+    trip = trip_view(document)
+    await _share_parties(core, trip)
+    return JSONResponse(trip, status_code=201, headers={"Location": f"/api/trips/{trip_id}"})
+
+
+async def get_trip(request: Request) -> Response:
+    core = core_of(request)
+    identity = await core.identity(request)
+    return JSONResponse(await visible_trip(core, identity, request.path_params["trip_id"]))
+
+
+async def change_status(request: Request) -> Response:
+    core = core_of(request)
+    identity = await core.identity(request)
+    trip_id = request.path_params["trip_id"]
+    body = await parse_body(request, StatusChange)
+    document = await core.trips.get(trip_id)
+    if document is None:
+        raise NotFound(f"no trip {trip_id}")
+    event_id = f"{identity.user_id}:{request.headers.get('idempotency-key') or uuid.uuid4().hex}"
+    if any(entry.get("event_id") == event_id for entry in document.get("history", ())):
+        # A replay of a change already made: the same answer, nothing applied twice.
+        return JSONResponse(trip_view(document))
+    current = trip_view(document)
+    accepting = body.status is TripStatus.ACCEPTED and identity.role is Role.DRIVER
+    if not accepting and not is_party(
+        identity, rider_id=current["rider_id"], driver_id=current["driver_id"]
+    ):
+        raise NotFound(f"no trip {trip_id}")
+    move = plan_move(
+        status=TripStatus(current["status"]),
+        target=body.status,
+        actor=identity,
+        rider_id=current["rider_id"],
+        driver_id=current["driver_id"],
+    )
+    updated = await core.trips.apply_move(
+        trip_id,
+        from_status=move.from_status.value,
+        to_status=move.to_status.value,
+        assign_driver=move.assign_driver,
+        event_id=event_id,
+        by=identity.user_id,
+    )
+    if updated is None:
+        raise Conflict(f"trip {trip_id} changed meanwhile; read it again and retry")
+    trip = trip_view(updated)
+    await core.trips_cache.invalidate(trip_id)
+    await _share_parties(core, trip)
+    await _announce(core, trip)
+    return JSONResponse(trip)
+
+
+async def search(request: Request) -> Response:
+    core = core_of(request)
+    await core.identity(request)
+    query = parse_query(request.query_params, SearchQuery)
+    key = search_cache_key(query)
+
+    async def from_database() -> dict[str, Any]:
+        documents, cursor = await core.trips.search_open(
+            lat=query.lat,
+            lng=query.lng,
+            radius_km=query.radius_km,
+            limit=query.limit,
+            cursor=query.cursor,
+        )
+        return {"items": [trip_view(document) for document in documents], "next": cursor}
+
+    page = await core.search_cache.get(key, from_database, ttl_s=core.settings.search_cache_ttl_s)
+    return JSONResponse(page)
+
+
+def search_cache_key(query: SearchQuery) -> str:
+    """Nearby searches share a key: the point snapped to a grid of about a kilometre."""
+    lat = math.floor(query.lat / SEARCH_GRID_DEGREES)
+    lng = math.floor(query.lng / SEARCH_GRID_DEGREES)
+    return f"{lat}:{lng}:{query.radius_km:g}:{query.limit}:{query.cursor or ''}"
+
+
+async def _share_parties(core: Core, trip: dict[str, Any]) -> None:
+    # Tracking checks watchers against this record; the internal endpoint below is its
+    # fallback, so a Redis failure here costs a database read there, not a refusal.
+    try:
+        await record_parties(
+            core.redis,
+            trip["id"],
+            rider_id=trip["rider_id"],
+            driver_id=trip["driver_id"],
+            status=trip["status"],
+        )
+    except (RedisError, OSError) as exc:
+        log.warning("trip parties not recorded", trip_id=trip["id"], error=repr(exc))
+
+
+async def _announce(core: Core, trip: dict[str, Any]) -> None:
+    # The change is already in the database: a subscriber that misses it reads it on its next
+    # snapshot, so a Redis failure is logged, not raised.
+    try:
+        await publish_event(core.redis, trip["id"], {"type": "status", "status": trip["status"]})
+    except (RedisError, OSError) as exc:
+        log.warning("status change not published", trip_id=trip["id"], error=repr(exc))
+
+
+async def parties(request: Request) -> Response:
+    """Internal: who may watch the trip (tracking's fallback when the Redis record is gone).
+    Answers the caller's own question only: a party or an admin, else 404."""
+    core = core_of(request)
+    identity = await core.identity(request)
+    trip_id = request.path_params["trip_id"]
+    recorded = await _recorded_parties(core, trip_id)
+    if recorded is None:
+        trip = await visible_trip(core, identity, trip_id)
+        recorded = {k: trip[k] for k in ("rider_id", "driver_id", "status")}
+    rider_id, driver_id = recorded["rider_id"], recorded["driver_id"]
+    if rider_id is None or not is_party(identity, rider_id=rider_id, driver_id=driver_id):
+        raise NotFound(f"no trip {trip_id}")
+    return JSONResponse({"trip_id": trip_id, **recorded})
+
+
+async def _recorded_parties(core: Core, trip_id: str) -> dict[str, str | None] | None:
+    try:
+        return await read_parties(core.redis, trip_id)
+    except (RedisError, OSError):
+        return None
+
+
+ROUTES = [
+    Route("/api/trips", create_trip, methods=["POST"]),
+    Route("/api/trips/search", search, methods=["GET"]),
+    Route("/api/trips/{trip_id}", get_trip, methods=["GET"]),
+    Route("/api/trips/{trip_id}/status", change_status, methods=["POST"]),
+    Route("/internal/trips/{trip_id}/parties", parties, methods=["GET"]),
+]
