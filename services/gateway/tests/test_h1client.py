@@ -3,10 +3,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -483,21 +482,6 @@ async def test_a_refused_connection_is_connect_failed(pools: Callable[..., H1Poo
     with pytest.raises(ConnectFailed):
         await pool.request("GET", "/", [], timeout_s=scaled(5))
     assert pool.open == 0
-
-
-@pytest.fixture
-def unanswered_url() -> Iterator[str]:
-    """A listener with a full accept queue: Linux drops the SYN, so a connect never completes."""
-    with ExitStack() as stack:
-        listener = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        for _ in range(3):
-            filler = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            filler.setblocking(False)
-            filler.connect_ex(("127.0.0.1", port))
-        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize(("connect_timeout_s", "timeout_s"), [(0.2, 5.0), (5.0, 0.2)])

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -331,24 +330,6 @@ async def other_service() -> AsyncIterator[FakeService]:
 def refused_url() -> str:
     """A replica that refuses connections: nothing listens on its port."""
     return f"http://127.0.0.1:{free_port()}"
-
-
-@pytest.fixture
-def unanswered_url() -> Iterator[str]:
-    """A replica whose connections never complete: a listener with a full accept queue.
-
-    Linux drops a SYN when the listener's queue is full, so the client's connect times out.
-    """
-    with ExitStack() as stack:
-        listener = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        for _ in range(3):
-            filler = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            filler.setblocking(False)
-            filler.connect_ex(("127.0.0.1", port))
-        yield f"http://127.0.0.1:{port}"
 
 
 @dataclass

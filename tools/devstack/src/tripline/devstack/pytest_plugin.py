@@ -7,12 +7,15 @@ Registered as a pytest plugin (entry point ``tripline``), so every test folder g
 - ``settings_for``: build a service's settings pointing at them;
 - ``fresh_redis``: a Redis of the test's own, to stop and restart without disturbing others;
 - ``span_exporter``: the process's tracer provider with an in-memory exporter;
-- ``tmp_logs``: a folder for subprocess logs, kept on failure for reading.
+- ``tmp_logs``: a folder for subprocess logs, kept on failure for reading;
+- ``unanswered_url``: an address whose connections never complete (a connect timeout).
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -84,3 +87,21 @@ def tmp_logs(tmp_path: Path) -> Path:
     path = tmp_path / "logs"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def unanswered_url() -> Iterator[str]:
+    """A server address whose connections never complete: a listener with a full accept queue.
+
+    Linux drops a SYN when the listener's queue is full, so a client's connect times out.
+    """
+    with ExitStack() as stack:
+        listener = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):
+            filler = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        yield f"http://127.0.0.1:{port}"
