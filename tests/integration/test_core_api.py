@@ -12,25 +12,17 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tripline.common.auth import Role, mint_token
+from tripline.common.auth import Role
 from tripline.common.channels import events_channel, parties_key
-from tripline.common.settings import LOCAL_JWT_SECRET
 from tripline.core.app import create_app
 from tripline.core.settings import CoreSettings
 from tripline.devstack.harness import Backends, Server, scaled, serve_app
+from tripline.devstack.testing import auth, fresh
 
 pytestmark = pytest.mark.integration
 
 ORIGIN = {"lat": 52.5200, "lng": 13.4050}
 DESTINATION = {"lat": 52.5300, "lng": 13.4200}
-
-
-def auth(user_id: str, role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(LOCAL_JWT_SECRET, sub=user_id, role=role)}"}
-
-
-def fresh(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture

@@ -4,110 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
-from tripline.common.auth import Role, mint_token
+from tripline.common.auth import Role
 from tripline.common.channels import events_channel
-from tripline.common.settings import LOCAL_JWT_SECRET
 from tripline.core.app import create_app
 from tripline.core.settings import CoreSettings
 from tripline.devstack.backends import mongo_spec
-from tripline.devstack.harness import (
-    Backends,
-    Server,
-    python_process,
-    scaled,
-    serve_app,
-    start_together,
-    stop_together,
-)
+from tripline.devstack.harness import Backends, Server, scaled, serve_app
 from tripline.devstack.ports import free_port
-from tripline.devstack.probes import celery_worker, http_ok
+from tripline.devstack.pytest_plugin import Providers
+from tripline.devstack.testing import auth, eventually, fresh
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 ORIGIN = {"lat": 52.52, "lng": 13.405}
 DESTINATION = {"lat": 52.53, "lng": 13.42}
 SOS_BODY = {"lat": 52.521, "lng": 13.406, "message": "help"}
 
 
-def auth(user_id: str, role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(LOCAL_JWT_SECRET, sub=user_id, role=role)}"}
-
-
-def fresh(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout_s: float = 20) -> T:
-    """Poll ``probe`` until it returns something other than None; fail after the deadline."""
-    deadline = asyncio.get_running_loop().time() + scaled(timeout_s)
-    while True:
-        value = await probe()
-        if value is not None:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"{probe} never held")
-        await asyncio.sleep(0.1)
-
-
-class Stack:
-    def __init__(self, database: str, sandbox_url: str, worker: Server) -> None:
-        self.database = database
-        self.sandbox_url = sandbox_url
-        self.worker = worker
-
-
-@pytest.fixture(scope="module")
-def stack(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The sandbox and one worker process shared by the module's tests."""
-    logs = Path(tmp_path_factory.mktemp("sos"))
-    database = fresh("sos")
-    port = free_port()
-    sandbox_url = f"http://127.0.0.1:{port}"
-    instance = fresh("sos-worker")
-    sandbox = python_process(
-        "sandbox",
-        "tripline.sandbox",
-        {**backends.env(), "PORT": str(port)},
-        http_ok(f"{sandbox_url}/health/ready"),
-        logs / "sandbox.log",
-    )
-    worker = python_process(
-        "worker",
-        "tripline.worker",
-        {
-            **backends.env(),
-            "MONGO_DB": database,
-            "INSTANCE_ID": instance,
-            "WORKER_CONCURRENCY": "2",
-            "NOTIFICATION_SANDBOX_URL": sandbox_url,
-            "NOTIFICATION_RETRY_BASE_S": "0.2",
-            "NOTIFICATION_RETRY_MAX_S": "1",
-        },
-        celery_worker(backends.urls.redis_url, f"worker@{instance}"),
-        logs / "worker.log",
-    )
-    servers = [sandbox, worker]
-    try:
-        asyncio.run(start_together(servers))
-        yield Stack(database, sandbox_url, worker)
-    finally:
-        asyncio.run(stop_together(servers))
-
-
 @pytest.fixture
-async def sandbox(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.sandbox_url, timeout=scaled(10)) as client:
+async def sandbox(providers: Providers) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=providers.sandbox_url, timeout=scaled(10)) as client:
         yield client
         await client.put("/control/notifications", json={"mode": "ok"})
 
@@ -132,9 +57,9 @@ def core_settings(settings_for: Callable[..., Any], **overrides: Any) -> CoreSet
 
 @pytest.fixture
 async def core(
-    stack: Stack, settings_for: Callable[..., Any]
+    providers: Providers, settings_for: Callable[..., Any]
 ) -> AsyncIterator[tuple[httpx.AsyncClient, CoreSettings]]:
-    settings = core_settings(settings_for, mongo_db=stack.database)
+    settings = core_settings(settings_for, mongo_db=providers.database)
     async with (
         serve_app(create_app(settings)) as url,
         httpx.AsyncClient(base_url=url, timeout=scaled(10)) as client,
@@ -143,9 +68,9 @@ async def core(
 
 
 @pytest.fixture
-async def sos_documents(backends: Backends, stack: Stack) -> AsyncIterator[Any]:
+async def sos_documents(backends: Backends, providers: Providers) -> AsyncIterator[Any]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(backends.urls.mongo_url)
-    yield client[stack.database]["sos"]
+    yield client[providers.database]["sos"]
     await client.close()
 
 
@@ -335,11 +260,11 @@ async def test_a_failing_provider_is_retried_until_it_delivers_once(
 
 
 async def test_without_redis_the_sos_goes_to_mongodb_and_is_notified_later(
-    fresh_redis: Server, settings_for: Callable[..., Any], sos_documents: Any, stack: Stack
+    fresh_redis: Server, settings_for: Callable[..., Any], sos_documents: Any, providers: Providers
 ) -> None:
     redis_url = f"redis://127.0.0.1:{fresh_redis.port}/0"
     settings = core_settings(
-        settings_for, redis_url=redis_url, mongo_db=stack.database, redis_socket_timeout_s=0.5
+        settings_for, redis_url=redis_url, mongo_db=providers.database, redis_socket_timeout_s=0.5
     )
     async with (
         serve_app(create_app(settings)) as url,

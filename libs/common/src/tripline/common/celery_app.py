@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from celery import Celery
 from kombu import Queue as KombuQueue
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
 
-from tripline.common.queues import TASK_QUEUES, Queue
+from tripline.common.errors import DependencyUnavailable
+from tripline.common.queues import TASK_QUEUES, Queue, Task
 from tripline.common.settings import ServiceSettings
 
 # Redis redelivers an unacknowledged message after this long; longer than any task may run.
@@ -47,3 +50,17 @@ def create_celery(settings: ServiceSettings, main: str = "tripline") -> Celery:
         enable_utc=True,
     )
     return app
+
+
+def enqueue(app: Celery, task: Task, *args: str) -> None:
+    """Publish ``task(*args)`` on its queue (``TASK_QUEUES``), without importing the worker.
+
+    Blocking (it talks to the broker): from ``async`` code call it with ``asyncio.to_thread``.
+    Raises :class:`DependencyUnavailable` at once when the broker does not take the message,
+    rather than retrying, so a request that cannot queue its work hears of it while it can
+    still answer honestly.
+    """
+    try:
+        app.send_task(task.value, args=list(args), queue=TASK_QUEUES[task].value, retry=False)
+    except (KombuError, RedisError, OSError) as exc:
+        raise DependencyUnavailable("redis", "work cannot be queued right now") from exc

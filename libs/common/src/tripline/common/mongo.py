@@ -8,10 +8,17 @@ from typing import Any
 
 from pymongo import AsyncMongoClient, ReadPreference
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 
 from tripline.common.settings import ServiceSettings
 
 Document = dict[str, Any]
+
+
+def is_unavailable(exc: PyMongoError) -> bool:
+    """True when ``exc`` means the database did not answer (no server to select, a dropped
+    connection, a timeout), as opposed to refusing the request."""
+    return exc.timeout or isinstance(exc, ConnectionFailure | ExecutionTimeout | WTimeoutError)
 
 
 def create_mongo(settings: ServiceSettings) -> AsyncMongoClient[Document]:

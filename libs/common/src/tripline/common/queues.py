@@ -21,11 +21,13 @@ class Task(StrEnum):
 
     PING = "tripline.system.ping"
     SEND_NOTIFICATION = "tripline.notifications.send"
+    CONFIRM_PAYMENT = "tripline.payments.confirm"
 
 
 TASK_QUEUES: Mapping[Task, Queue] = MappingProxyType(
     {
         Task.PING: Queue.SYSTEM,
         Task.SEND_NOTIFICATION: Queue.NOTIFICATIONS,
+        Task.CONFIRM_PAYMENT: Queue.PAYMENTS,
     }
 )

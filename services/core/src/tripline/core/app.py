@@ -1,4 +1,4 @@
-"""The core service: users, trips and analytics today; SOS and payments are next.
+"""The core service: users, trips, analytics, SOS and payments.
 
 Records live in MongoDB (each service owns its collections); profiles, trips and searches are
 cached in two layers (this process, then Redis) that every replica invalidates together.
@@ -9,19 +9,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from prometheus_client import CollectorRegistry, Counter
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.applications import Starlette
 
 from tripline.common.app import service_app
 from tripline.common.auth import TokenVerifier
+from tripline.common.breaker import BreakerState, CircuitBreaker
 from tripline.common.cache import CacheEvent, TwoLayerCache
+from tripline.common.celery_app import create_celery
 from tripline.common.errors import DependencyUnavailable
 from tripline.common.health import Health
 from tripline.common.logs import get_logger
 from tripline.common.mongo import MongoProbe, database, open_mongo
 from tripline.common.redis_client import RedisProbe, open_redis
-from tripline.core import analytics, sos, sos_archive, trip_routes, user_routes
+from tripline.core import analytics, payments, sos, sos_archive, trip_routes, user_routes
 from tripline.core.context import Core
+from tripline.core.payment_provider import PaymentProvider
 from tripline.core.repository import TripRepository, UserRepository
 from tripline.core.settings import CoreSettings
 
@@ -29,6 +33,8 @@ from tripline.core.settings import CoreSettings
 INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("httpx", "redis", "pymongo", "celery")
 
 log = get_logger(__name__)
+
+BREAKER_STATE_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 
 def create_app(settings: CoreSettings) -> Starlette:
@@ -41,8 +47,25 @@ def create_app(settings: CoreSettings) -> Starlette:
         registry=registry,
     )
 
+    breaker_state = Gauge(
+        "core_breaker_state",
+        "Each outside provider's circuit breaker: 0 closed, 1 half-open, 2 open.",
+        ["breaker"],
+        registry=registry,
+    )
+    payment_outcomes = Counter(
+        "core_payments",
+        "Payment requests answered, per outcome (confirmed, pending, declined).",
+        ["outcome"],
+        registry=registry,
+    )
+
     def count(namespace: str, event: CacheEvent) -> None:
         cache_events.labels(namespace, event.value).inc()
+
+    def show_breaker(name: str, old: BreakerState, new: BreakerState) -> None:
+        breaker_state.labels(name).set(BREAKER_STATE_VALUES[new])
+        log.warning("breaker changed", breaker=name, old=old.value, new=new.value)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -67,6 +90,18 @@ def create_app(settings: CoreSettings) -> Starlette:
             except DependencyUnavailable as exc:
                 # Serve what can be served; the indexes are made on the next start.
                 log.warning("trip indexes not ensured: MongoDB unavailable", error=str(exc))
+            producer = create_celery(settings, main="tripline.core")
+            stack.callback(producer.close)
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=settings.payment_timeout_s)
+            )
+            breaker = CircuitBreaker(
+                "payments",
+                failure_threshold=settings.payment_breaker_failures,
+                reset_timeout_s=settings.payment_breaker_reset_s,
+                on_change=show_breaker,
+            )
+            breaker_state.labels("payments").set(BREAKER_STATE_VALUES[BreakerState.CLOSED])
             app.state.core = Core(
                 settings=settings,
                 verifier=TokenVerifier(settings),
@@ -78,9 +113,21 @@ def create_app(settings: CoreSettings) -> Starlette:
                 search_cache=caches["search"],
             )
             app.state.sos = await stack.enter_async_context(
-                sos_archive.running(app.state.core, db[sos.SOS_COLLECTION])
+                sos_archive.running(app.state.core, producer, db[sos.SOS_COLLECTION])
+            )
+            app.state.payments = payments.Payments(
+                records=payments.PaymentRecords(db[payments.PAYMENTS]),
+                provider=PaymentProvider(settings.payment_sandbox_url, http=http, breaker=breaker),
+                producer=producer,
+                on_outcome=lambda outcome: payment_outcomes.labels(outcome).inc(),
             )
             yield
 
-    routes = [*user_routes.ROUTES, *trip_routes.ROUTES, *sos.ROUTES, *analytics.ROUTES]
+    routes = [
+        *user_routes.ROUTES,
+        *trip_routes.ROUTES,
+        *sos.ROUTES,
+        *payments.ROUTES,
+        *analytics.ROUTES,
+    ]
     return service_app(settings, routes=routes, lifespan=lifespan, health=health, registry=registry)

@@ -23,16 +23,10 @@ from typing import Any
 from pymongo import ASCENDING, GEOSPHERE, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import (
-    ConnectionFailure,
-    DuplicateKeyError,
-    ExecutionTimeout,
-    PyMongoError,
-    WTimeoutError,
-)
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from tripline.common.errors import Conflict, DependencyUnavailable, ValidationFailed
-from tripline.common.mongo import Document, read_heavy
+from tripline.common.mongo import Document, is_unavailable, read_heavy
 
 Clock = Callable[[], datetime]
 
@@ -54,11 +48,6 @@ def stored_time(clock: Clock) -> datetime:
     later read finds."""
     now = clock()
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def is_unavailable(exc: PyMongoError) -> bool:
-    """True when ``exc`` means the database did not answer, as opposed to refusing the request."""
-    return exc.timeout or isinstance(exc, ConnectionFailure | ExecutionTimeout | WTimeoutError)
 
 
 @contextmanager

@@ -25,3 +25,10 @@ class CoreSettings(ServiceSettings):
     sos_archive_interval_s: float = Field(default=1.0, gt=0)
     # A pending SOS entry idle this long belongs to a replica presumed dead and is taken over.
     sos_claim_idle_s: float = Field(default=30.0, gt=0)
+
+    # The payment provider (the sandbox locally): each call's bound, and the breaker in front of
+    # it (that many failures in a row open it; it lets one probe through after the reset time).
+    payment_sandbox_url: str = "http://127.0.0.1:8090"
+    payment_timeout_s: float = Field(default=3.0, gt=0)
+    payment_breaker_failures: int = Field(default=50, ge=1)
+    payment_breaker_reset_s: float = Field(default=30.0, gt=0)

@@ -28,11 +28,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tripline.common.auth import Identity
+from tripline.common.celery_app import enqueue
 from tripline.common.channels import publish_event, read_parties
 from tripline.common.errors import DependencyUnavailable, NotFound
 from tripline.common.logs import get_logger
 from tripline.common.mongo import Document
-from tripline.common.queues import TASK_QUEUES, Task
+from tripline.common.queues import Task
 from tripline.common.validation import parse_body
 from tripline.core.context import Core, core_of
 from tripline.core.models import SosRequest
@@ -239,11 +240,8 @@ class Sos:
         await asyncio.to_thread(self._enqueue, [n.id for n in notifications])
 
     def _enqueue(self, notification_ids: Sequence[str]) -> None:
-        queue = TASK_QUEUES[Task.SEND_NOTIFICATION].value
         for notification_id in notification_ids:
-            self.producer.send_task(
-                Task.SEND_NOTIFICATION.value, args=[notification_id], queue=queue, retry=False
-            )
+            enqueue(self.producer, Task.SEND_NOTIFICATION, notification_id)
 
     async def _contact_phone(self, rider_id: str | None) -> str | None:
         if rider_id is None:

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+from celery import Celery
 from pymongo.asynchronous.collection import AsyncCollection
 from redis.exceptions import RedisError, ResponseError
 
-from tripline.common.celery_app import create_celery
 from tripline.common.errors import DependencyUnavailable, NotFound
 from tripline.common.logs import get_logger
 from tripline.common.mongo import Document
@@ -138,9 +138,10 @@ class Archiver:
 
 
 @asynccontextmanager
-async def running(core: Core, records: AsyncCollection[Document]) -> AsyncIterator[Sos]:
-    """The SOS producer and this replica's archiver, for the life of the app."""
-    producer = create_celery(core.settings, main="tripline.core")
+async def running(
+    core: Core, producer: Celery, records: AsyncCollection[Document]
+) -> AsyncIterator[Sos]:
+    """The SOS route's state and this replica's archiver, for the life of the app."""
     sos = Sos(core=core, producer=producer, records=records)
     archiver = Archiver(
         sos, consumer=core.settings.instance_id, claim_idle_s=core.settings.sos_claim_idle_s
@@ -152,7 +153,6 @@ async def running(core: Core, records: AsyncCollection[Document]) -> AsyncIterat
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
-        producer.close()
 
 
 def _text(value: bytes | str) -> str:

@@ -7,6 +7,7 @@ from celery import Celery
 from tripline.common.celery_app import create_celery
 from tripline.common.queues import Queue
 from tripline.worker.notifications import register_notification_tasks
+from tripline.worker.payments import register_payment_tasks
 from tripline.worker.settings import WorkerSettings
 from tripline.worker.system import register_system_tasks
 
@@ -23,6 +24,7 @@ def create_worker_app(settings: WorkerSettings) -> Celery:
     app = create_celery(settings, main="tripline.worker")
     register_system_tasks(app)
     register_notification_tasks(app, settings)
+    register_payment_tasks(app, settings)
     return app
 
 

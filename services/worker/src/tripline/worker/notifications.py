@@ -10,7 +10,6 @@ not answering) are retried, with exponential backoff and jitter; a 4xx answer is
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -20,13 +19,16 @@ import httpx
 from celery import Celery, Task
 from pymongo import MongoClient
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 from redis import Redis
 from redis.exceptions import RedisError
 
 from tripline.common.breaker import CircuitBreaker
 from tripline.common.logs import get_logger
+from tripline.common.mongo import is_unavailable
 from tripline.common.queues import Task as TaskName
+from tripline.worker.provider import ProviderClient
+from tripline.worker.retrying import RetryPolicy, TransientFailure
 from tripline.worker.settings import WorkerSettings
 
 log = get_logger(__name__)
@@ -42,29 +44,8 @@ class Outcome(StrEnum):
     GAVE_UP = "gave_up"
 
 
-class TransientFailure(Exception):
-    """The delivery may succeed later: retry it."""
-
-
 def notification_key(notification_id: str) -> str:
     return f"notification:{notification_id}"
-
-
-def backoff_s(
-    attempt: int, *, base_s: float, max_s: float, rand: Callable[[], float] = random.random
-) -> float:
-    """How long to wait before retry number ``attempt`` (0 for the first retry).
-
-    The ceiling doubles per attempt up to ``max_s``; the wait is drawn from its upper half, so
-    retries of many tasks that failed together spread out but never come back immediately.
-    """
-    ceiling = min(max_s, base_s * 2.0 ** min(attempt, 32))
-    return ceiling / 2 + rand() * ceiling / 2
-
-
-def is_transient_status(status_code: int) -> bool:
-    """Whether an HTTP answer means "try again later" rather than "this request is wrong"."""
-    return status_code >= 500 or status_code in (408, 429)
 
 
 def _text(value: bytes | str) -> str:
@@ -80,15 +61,12 @@ class Notifier:
         *,
         redis: Redis,
         db: Database[dict[str, Any]],
-        http: httpx.Client,
-        breaker: CircuitBreaker,
+        provider: ProviderClient,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._url = settings.notification_sandbox_url.rstrip("/") + "/v1/notifications"
         self._redis = redis
         self._db = db
-        self._http = http
-        self._breaker = breaker
+        self._provider = provider
         self._clock = clock
 
     def deliver(self, notification_id: str) -> Outcome:
@@ -132,29 +110,13 @@ class Notifier:
         return {_text(name): _text(value) for name, value in raw.items()}
 
     def _send(self, notification_id: str, record: dict[str, str]) -> httpx.Response:
-        if not self._breaker.try_acquire():
-            raise TransientFailure(f"breaker open for {self._breaker.retry_after_s():.1f}s")
         body = {
             "to": record["to"],
             "channel": record["channel"],
             "message": record["message"],
             "reference": record.get("reference") or None,
         }
-        try:
-            response = self._http.post(
-                self._url, json=body, headers={"Idempotency-Key": notification_id}
-            )
-        except httpx.TransportError as exc:
-            self._breaker.record_failure()
-            raise TransientFailure(f"provider unreachable: {exc!r}") from exc
-        except BaseException:
-            self._breaker.release()
-            raise
-        if is_transient_status(response.status_code):
-            self._breaker.record_failure()
-            raise TransientFailure(f"provider answered {response.status_code}")
-        self._breaker.record_success()
-        return response
+        return self._provider.post(body, idempotency_key=notification_id)
 
     def _audit(self, sos_id: str, notification_id: str, record: dict[str, str]) -> None:
         delivery = {
@@ -174,7 +136,7 @@ class Notifier:
         except DuplicateKeyError:
             return
         except PyMongoError as exc:
-            if isinstance(exc, ConnectionFailure) or exc.timeout:
+            if is_unavailable(exc):
                 raise TransientFailure(f"mongodb: {exc!r}") from exc
             raise
 
@@ -195,6 +157,15 @@ def create_notifier(settings: WorkerSettings) -> Notifier:
         timeoutMS=timeout_ms,
         tz_aware=True,
     )
+    provider = ProviderClient(
+        settings.notification_sandbox_url.rstrip("/") + "/v1/notifications",
+        http=httpx.Client(timeout=settings.notification_timeout_s),
+        breaker=CircuitBreaker(
+            "notifications",
+            failure_threshold=settings.notification_breaker_failures,
+            reset_timeout_s=settings.notification_breaker_reset_s,
+        ),
+    )
     return Notifier(
         settings,
         redis=Redis.from_url(
@@ -203,12 +174,7 @@ def create_notifier(settings: WorkerSettings) -> Notifier:
             socket_connect_timeout=settings.redis_socket_timeout_s,
         ),
         db=mongo[settings.mongo_db],
-        http=httpx.Client(timeout=settings.notification_timeout_s),
-        breaker=CircuitBreaker(
-            "notifications",
-            failure_threshold=settings.notification_breaker_failures,
-            reset_timeout_s=settings.notification_breaker_reset_s,
-        ),
+        provider=provider,
     )
 
 
@@ -221,6 +187,16 @@ def register_notification_tasks(app: Celery, settings: WorkerSettings) -> None:
             notifiers.append(create_notifier(settings))
         return notifiers[0]
 
+    policy = RetryPolicy(
+        max_attempts=settings.notification_max_attempts,
+        base_s=settings.notification_retry_base_s,
+        max_s=settings.notification_retry_max_s,
+    )
+
+    def give_up(notification_id: str, reason: str) -> str:
+        notifier().mark_failed(notification_id, reason)
+        return Outcome.GAVE_UP.value
+
     @app.task(name=TaskName.SEND_NOTIFICATION.value, bind=True, acks_late=True, max_retries=None)
     def send_notification(self: Task[Any, Any], notification_id: str) -> str:
         """Deliver ``notification_id``; retried on transient failures up to the attempt limit,
@@ -228,26 +204,9 @@ def register_notification_tasks(app: Celery, settings: WorkerSettings) -> None:
         try:
             return notifier().deliver(notification_id).value
         except TransientFailure as exc:
-            attempt = self.request.retries + 1
-            if attempt >= settings.notification_max_attempts:
-                log.exception(
-                    "notification abandoned",
-                    notification_id=notification_id,
-                    attempts=attempt,
-                    error=str(exc),
-                )
-                notifier().mark_failed(notification_id, f"gave up: {exc}")
-                return Outcome.GAVE_UP.value
-            delay = backoff_s(
-                self.request.retries,
-                base_s=settings.notification_retry_base_s,
-                max_s=settings.notification_retry_max_s,
+            return policy.retry_or_give_up(
+                self,
+                exc,
+                give_up=lambda reason: give_up(notification_id, reason),
+                subject={"notification_id": notification_id},
             )
-            log.warning(
-                "notification retry",
-                notification_id=notification_id,
-                attempt=attempt,
-                delay_s=round(delay, 2),
-                error=str(exc),
-            )
-            raise self.retry(exc=exc, countdown=delay) from exc

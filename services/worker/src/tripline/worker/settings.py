@@ -25,3 +25,13 @@ class WorkerSettings(ServiceSettings):
     notification_retry_max_s: float = Field(default=300.0, gt=0, le=VISIBILITY_TIMEOUT_S / 4)
     notification_breaker_failures: int = Field(default=50, ge=1)
     notification_breaker_reset_s: float = Field(default=30.0, gt=0)
+
+    # The payment provider and the confirmation of charges core left pending. The attempts
+    # span hours at the capped backoff: a rider's charge is worth waiting for.
+    payment_sandbox_url: str = "http://127.0.0.1:8090"
+    payment_timeout_s: float = Field(default=5.0, gt=0)
+    payment_max_attempts: int = Field(default=100, ge=1)
+    payment_retry_base_s: float = Field(default=1.0, gt=0)
+    payment_retry_max_s: float = Field(default=300.0, gt=0, le=VISIBILITY_TIMEOUT_S / 4)
+    payment_breaker_failures: int = Field(default=50, ge=1)
+    payment_breaker_reset_s: float = Field(default=30.0, gt=0)

@@ -8,14 +8,18 @@ Registered as a pytest plugin (entry point ``tripline``), so every test folder g
 - ``fresh_redis``: a Redis of the test's own, to stop and restart without disturbing others;
 - ``span_exporter``: the process's tracer provider with an in-memory exporter;
 - ``tmp_logs``: a folder for subprocess logs, kept on failure for reading;
-- ``unanswered_url``: an address whose connections never complete (a connect timeout).
+- ``unanswered_url``: an address whose connections never complete (a connect timeout);
+- ``providers``: the provider sandbox and one worker process (notifications, payments) with
+  fast retries, for the session; tests put the sandbox back to ``ok`` when they change it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +28,19 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tripline.common.settings import ServiceSettings
 from tripline.common.telemetry import configure_tracing
-from tripline.devstack.harness import Backends, Server, start_backends, start_redis, temporary_root
+from tripline.devstack.harness import (
+    Backends,
+    Server,
+    python_process,
+    start_backends,
+    start_redis,
+    start_together,
+    stop_together,
+    temporary_root,
+)
+from tripline.devstack.ports import free_port
+from tripline.devstack.probes import celery_worker, http_ok
+from tripline.devstack.testing import fresh
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
@@ -105,3 +121,55 @@ def unanswered_url() -> Iterator[str]:
             filler.setblocking(False)
             filler.connect_ex(("127.0.0.1", port))
         yield f"http://127.0.0.1:{port}"
+
+
+@dataclass(frozen=True)
+class Providers:
+    """The sandbox and a worker; services under test must use ``database`` (the worker's)."""
+
+    database: str
+    sandbox_url: str
+    worker: Server
+
+
+@pytest.fixture(scope="session")
+def providers(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Providers]:
+    logs = Path(tmp_path_factory.mktemp("providers"))
+    database = fresh("providers")
+    port = free_port()
+    sandbox_url = f"http://127.0.0.1:{port}"
+    instance = fresh("worker")
+    sandbox = python_process(
+        "sandbox",
+        "tripline.sandbox",
+        {**backends.env(), "PORT": str(port)},
+        http_ok(f"{sandbox_url}/health/ready"),
+        logs / "sandbox.log",
+    )
+    fast_retries = {
+        f"{kind}_{name}": value
+        for kind in ("NOTIFICATION", "PAYMENT")
+        for name, value in (("RETRY_BASE_S", "0.2"), ("RETRY_MAX_S", "1"))
+    }
+    worker = python_process(
+        "worker",
+        "tripline.worker",
+        {
+            **backends.env(),
+            **fast_retries,
+            "MONGO_DB": database,
+            "INSTANCE_ID": instance,
+            "WORKER_CONCURRENCY": "2",
+            "NOTIFICATION_SANDBOX_URL": sandbox_url,
+            "PAYMENT_SANDBOX_URL": sandbox_url,
+            "PAYMENT_TIMEOUT_S": "1",
+        },
+        celery_worker(backends.urls.redis_url, f"worker@{instance}"),
+        logs / "worker.log",
+    )
+    servers = [sandbox, worker]
+    try:
+        asyncio.run(start_together(servers))
+        yield Providers(database, sandbox_url, worker)
+    finally:
+        asyncio.run(stop_together(servers))

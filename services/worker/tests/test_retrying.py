@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tripline.worker.notifications import backoff_s, is_transient_status
+from tripline.worker.retrying import backoff_s
 
 
 @given(attempt=st.integers(0, 1000), rand=st.floats(0, 1))
@@ -19,20 +18,3 @@ def test_the_backoff_stays_within_the_upper_half_of_its_capped_ceiling(
 def test_the_backoff_doubles_until_the_cap() -> None:
     delays = [backoff_s(n, base_s=1.0, max_s=8.0, rand=lambda: 1.0) for n in range(6)]
     assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
-
-
-@pytest.mark.parametrize(
-    ("status", "transient"),
-    [
-        (500, True),
-        (503, True),
-        (429, True),
-        (408, True),
-        (400, False),
-        (404, False),
-        (409, False),
-        (422, False),
-    ],
-)
-def test_only_server_errors_and_throttling_are_retried(status: int, transient: bool) -> None:
-    assert is_transient_status(status) is transient
