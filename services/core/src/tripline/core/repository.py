@@ -35,6 +35,7 @@ USERS = "users"
 OPEN_STATUS = "requested"
 HISTORY_LIMIT = 50
 MAX_CURSOR_LENGTH = 1024
+UPSERT_ATTEMPTS = 3
 # Fields a profile update may not set: identity and bookkeeping belong to the repository.
 RESERVED_PROFILE_FIELDS = frozenset({"_id", "role", "created_at", "updated_at"})
 
@@ -339,18 +340,21 @@ class UserRepository:
             "$setOnInsert": {"role": role, "created_at": now},
         }
         with translate_errors():
-            try:
+            for _ in range(UPSERT_ATTEMPTS):
                 updated = await self._upsert(user_id, update)
-            except DuplicateKeyError:
-                # Two first updates raced to insert the same profile; retried, the loser
-                # finds the winner's document and updates it.
-                updated = await self._upsert(user_id, update)
-        return updated
+                if updated is not None:
+                    return updated
+        raise RuntimeError(f"upsert of user {user_id} returned no document")
 
-    async def _upsert(self, user_id: str, update: Mapping[str, Any]) -> Document:
-        updated = await self._users.find_one_and_update(
-            {"_id": user_id}, update, upsert=True, return_document=ReturnDocument.AFTER
-        )
-        if updated is None:
-            raise RuntimeError(f"upsert of user {user_id} returned no document")
-        return updated
+    async def _upsert(self, user_id: str, update: Mapping[str, Any]) -> Document | None:
+        """One upsert; None when it lost a race to insert the same profile.
+
+        MongoDB reports the lost race as a duplicate key, SecantusDB by returning no document;
+        either way the next attempt finds the winner's document and updates it.
+        """
+        try:
+            return await self._users.find_one_and_update(
+                {"_id": user_id}, update, upsert=True, return_document=ReturnDocument.AFTER
+            )
+        except DuplicateKeyError:
+            return None
