@@ -160,6 +160,10 @@ class TwoLayerCache:
         self._redis_failures = 0
 
     @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    @property
     def listening(self) -> bool:
         """True while subscribed to the namespace's invalidations (the local layer is in use)."""
         return self._listening

@@ -6,6 +6,8 @@ cached in two layers (this process, then Redis) that every replica invalidates t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -26,8 +28,10 @@ from tripline.common.redis_client import RedisProbe, open_redis
 from tripline.core import analytics, payments, sos, sos_archive, trip_routes, user_routes
 from tripline.core.context import Core
 from tripline.core.payment_provider import PaymentProvider
+from tripline.core.pending_writes import PendingWrites
 from tripline.core.repository import TripRepository, UserRepository
 from tripline.core.settings import CoreSettings
+from tripline.core.stale import StaleCopies
 
 # Client libraries this service uses; only these are traced (and imported) at start-up.
 INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("httpx", "redis", "pymongo", "celery")
@@ -102,7 +106,9 @@ def create_app(settings: CoreSettings) -> Starlette:
                 on_change=show_breaker,
             )
             breaker_state.labels("payments").set(BREAKER_STATE_VALUES[BreakerState.CLOSED])
-            app.state.core = Core(
+            stale = StaleCopies(redis, keep_for_s=settings.stale_copy_keep_s)
+            writes = PendingWrites(redis, owner=settings.instance_id)
+            app.state.core = core = Core(
                 settings=settings,
                 verifier=TokenVerifier(settings),
                 redis=redis,
@@ -111,7 +117,18 @@ def create_app(settings: CoreSettings) -> Starlette:
                 profiles_cache=caches["profile"],
                 trips_cache=caches["trip"],
                 search_cache=caches["search"],
+                stale=stale,
+                writes=writes,
             )
+            writes.register(
+                user_routes.PROFILE_WRITE,
+                lambda write: user_routes.apply_profile_write(core, write),
+            )
+            writes.register(
+                trip_routes.STATUS_WRITE, lambda write: trip_routes.apply_status_write(core, write)
+            )
+            replay = asyncio.create_task(writes.run(settings.pending_writes_interval_s))
+            stack.push_async_callback(cancel_and_wait, replay)
             app.state.sos = await stack.enter_async_context(
                 sos_archive.running(app.state.core, producer, db[sos.SOS_COLLECTION])
             )
@@ -131,3 +148,9 @@ def create_app(settings: CoreSettings) -> Starlette:
         *analytics.ROUTES,
     ]
     return service_app(settings, routes=routes, lifespan=lifespan, health=health, registry=registry)
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -9,8 +9,10 @@ from starlette.requests import Request
 
 from tripline.common.auth import Identity, TokenVerifier, bearer_token
 from tripline.common.cache import TwoLayerCache
+from tripline.core.pending_writes import PendingWrites
 from tripline.core.repository import TripRepository, UserRepository
 from tripline.core.settings import CoreSettings
+from tripline.core.stale import StaleCopies
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,8 @@ class Core:
     profiles_cache: TwoLayerCache
     trips_cache: TwoLayerCache
     search_cache: TwoLayerCache
+    stale: StaleCopies
+    writes: PendingWrites
 
     async def identity(self, request: Request) -> Identity:
         """The caller, from its bearer token (core checks it again: it may be reached without

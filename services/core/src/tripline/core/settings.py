@@ -17,6 +17,10 @@ class CoreSettings(ServiceSettings):
     search_cache_ttl_s: float = Field(default=30.0, gt=0)
     # How long this replica keeps a value in memory in front of Redis.
     local_cache_ttl_s: float = Field(default=2.0, gt=0)
+    # While MongoDB is away, reads answer from a last known copy kept this long in Redis, and
+    # queued writes are retried this often.
+    stale_copy_keep_s: int = Field(default=86_400, ge=1)
+    pending_writes_interval_s: float = Field(default=1.0, gt=0)
     analytics_stream_max: int = Field(default=100_000, ge=1)
 
     # SOS (DESIGN.md, "Trips"): who is told besides the rider's emergency contact, and how often

@@ -3,6 +3,8 @@
 A trip is visible to its rider, its driver and admins; to anyone else it does not exist (404,
 not 403: an outsider learns nothing). A status change is a compare-and-set in MongoDB, then the
 caches of every replica forget the trip and the change is published on the trip's channel.
+While MongoDB is away, reads answer from the last known copy (marked stale) and status changes
+are queued (:mod:`tripline.core.pending_writes`), answered 202 ``pending``.
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ from starlette.routing import Route
 
 from tripline.common.auth import Identity, Role
 from tripline.common.channels import publish_event, read_parties, record_parties
-from tripline.common.errors import Conflict, NotFound
+from tripline.common.errors import Conflict, DependencyUnavailable, NotFound
 from tripline.common.logs import get_logger
 from tripline.common.validation import parse_body, parse_query
 from tripline.core.context import Core, core_of
 from tripline.core.models import SearchQuery, StatusChange, TripCreate, geo_point, trip_view
+from tripline.core.pending_writes import Queued, Write, new_write_id
+from tripline.core.reads import Read, read_through
 from tripline.core.trips import TripStatus, is_party, plan_move
 
 log = get_logger(__name__)
 
+STATUS_WRITE = "status"
 # Searches within about a kilometre of each other share one cached answer.
 SEARCH_GRID_DEGREES = 0.01
 
@@ -40,19 +45,22 @@ def new_trip_id(identity: Identity, idempotency_key: str | None) -> str:
     return digest.hexdigest()[:32]
 
 
-async def visible_trip(core: Core, identity: Identity, trip_id: str) -> dict[str, Any]:
+async def visible_trip(core: Core, identity: Identity, trip_id: str) -> Read:
     """The trip as the caller may see it (cached 30 s); raises NotFound for outsiders too."""
 
     async def from_database() -> dict[str, Any] | None:
         document = await core.trips.get(trip_id)
         return trip_view(document) if document is not None else None
 
-    trip = await core.trips_cache.get(trip_id, from_database, ttl_s=core.settings.trip_cache_ttl_s)
+    read = await read_through(
+        core.trips_cache, core.stale, trip_id, from_database, ttl_s=core.settings.trip_cache_ttl_s
+    )
+    trip = read.value
     if not isinstance(trip, dict) or not is_party(
         identity, rider_id=trip["rider_id"], driver_id=trip["driver_id"]
     ):
         raise NotFound(f"no trip {trip_id}")
-    return trip
+    return read
 
 
 async def create_trip(request: Request) -> Response:
@@ -68,13 +76,15 @@ async def create_trip(request: Request) -> Response:
     )
     trip = trip_view(document)
     await _share_parties(core, trip)
+    await core.stale.keep(core.trips_cache.namespace, trip_id, trip)
     return JSONResponse(trip, status_code=201, headers={"Location": f"/api/trips/{trip_id}"})
 
 
 async def get_trip(request: Request) -> Response:
     core = core_of(request)
     identity = await core.identity(request)
-    return JSONResponse(await visible_trip(core, identity, request.path_params["trip_id"]))
+    read = await visible_trip(core, identity, request.path_params["trip_id"])
+    return JSONResponse(read.value, headers=read.headers())
 
 
 async def change_status(request: Request) -> Response:
@@ -82,22 +92,53 @@ async def change_status(request: Request) -> Response:
     identity = await core.identity(request)
     trip_id = request.path_params["trip_id"]
     body = await parse_body(request, StatusChange)
+    event_id = new_write_id(identity.user_id, request.headers.get("idempotency-key"))
+    write = Write(
+        kind=STATUS_WRITE,
+        record=f"trip:{trip_id}",
+        write_id=event_id,
+        payload={
+            "trip_id": trip_id,
+            "status": body.status.value,
+            "user_id": identity.user_id,
+            "role": identity.role.value,
+        },
+    )
+    moved = await core.writes.run_or_queue(
+        write,
+        lambda: move_trip(core, identity, trip_id, body.status, event_id=event_id),
+        check=lambda: may_queue_move(core, identity, trip_id),
+    )
+    if isinstance(moved, Queued):
+        return JSONResponse(moved.body(), status_code=202)
+    return JSONResponse(moved)
+
+
+async def move_trip(
+    core: Core, identity: Identity, trip_id: str, target: TripStatus, *, event_id: str
+) -> dict[str, Any]:
+    """Move the trip to ``target`` for ``identity``, once per ``event_id``; returns the trip.
+
+    Then every replica forgets the trip, tracking's parties record is updated and the change is
+    published. Raises :class:`NotFound` (no such trip, or an outsider), :class:`Conflict` (an
+    illegal move, or another move won), :class:`Forbidden` (a party who may not make this move),
+    :class:`DependencyUnavailable` when MongoDB does not answer.
+    """
     document = await core.trips.get(trip_id)
     if document is None:
         raise NotFound(f"no trip {trip_id}")
-    event_id = f"{identity.user_id}:{request.headers.get('idempotency-key') or uuid.uuid4().hex}"
     if any(entry.get("event_id") == event_id for entry in document.get("history", ())):
         # A replay of a change already made: the same answer, nothing applied twice.
-        return JSONResponse(trip_view(document))
+        return trip_view(document)
     current = trip_view(document)
-    accepting = body.status is TripStatus.ACCEPTED and identity.role is Role.DRIVER
+    accepting = target is TripStatus.ACCEPTED and identity.role is Role.DRIVER
     if not accepting and not is_party(
         identity, rider_id=current["rider_id"], driver_id=current["driver_id"]
     ):
         raise NotFound(f"no trip {trip_id}")
     move = plan_move(
         status=TripStatus(current["status"]),
-        target=body.status,
+        target=target,
         actor=identity,
         rider_id=current["rider_id"],
         driver_id=current["driver_id"],
@@ -114,9 +155,38 @@ async def change_status(request: Request) -> Response:
         raise Conflict(f"trip {trip_id} changed meanwhile; read it again and retry")
     trip = trip_view(updated)
     await core.trips_cache.invalidate(trip_id)
+    await core.stale.keep(core.trips_cache.namespace, trip_id, trip)
     await _share_parties(core, trip)
     await _announce(core, trip)
-    return JSONResponse(trip)
+    return trip
+
+
+async def may_queue_move(core: Core, identity: Identity, trip_id: str) -> None:
+    """What can be checked of a status change without MongoDB, before it is queued.
+
+    The trip must be known from tracking's parties record and the caller be one of its parties,
+    or a driver (who may be accepting it). Whether the move is legal is decided when it is
+    replayed: earlier queued moves may not be applied yet. Raises :class:`NotFound`, or
+    :class:`DependencyUnavailable` when the record cannot be read.
+    """
+    try:
+        recorded = await read_parties(core.redis, trip_id)
+    except (RedisError, OSError) as exc:
+        raise DependencyUnavailable("mongodb", "the trip cannot be read right now") from exc
+    if recorded is None or recorded["rider_id"] is None:
+        raise NotFound(f"no trip {trip_id}")
+    party = is_party(identity, rider_id=recorded["rider_id"], driver_id=recorded["driver_id"])
+    if not (party or identity.role is Role.DRIVER):
+        raise NotFound(f"no trip {trip_id}")
+
+
+async def apply_status_write(core: Core, write: Write) -> None:
+    """Replay a queued status change (see :mod:`tripline.core.pending_writes`)."""
+    payload = write.payload
+    identity = Identity(user_id=payload["user_id"], role=Role(payload["role"]))
+    await move_trip(
+        core, identity, payload["trip_id"], TripStatus(payload["status"]), event_id=write.write_id
+    )
 
 
 async def search(request: Request) -> Response:
@@ -135,8 +205,10 @@ async def search(request: Request) -> Response:
         )
         return {"items": [trip_view(document) for document in documents], "next": cursor}
 
-    page = await core.search_cache.get(key, from_database, ttl_s=core.settings.search_cache_ttl_s)
-    return JSONResponse(page)
+    read = await read_through(
+        core.search_cache, core.stale, key, from_database, ttl_s=core.settings.search_cache_ttl_s
+    )
+    return JSONResponse(read.value, headers=read.headers())
 
 
 def search_cache_key(query: SearchQuery) -> str:
@@ -178,7 +250,9 @@ async def parties(request: Request) -> Response:
     trip_id = request.path_params["trip_id"]
     recorded = await _recorded_parties(core, trip_id)
     if recorded is None:
-        trip = await visible_trip(core, identity, trip_id)
+        trip = (await visible_trip(core, identity, trip_id)).value
+        if not isinstance(trip, dict):
+            raise NotFound(f"no trip {trip_id}")
         recorded = {k: trip[k] for k in ("rider_id", "driver_id", "status")}
     rider_id, driver_id = recorded["rider_id"], recorded["driver_id"]
     if rider_id is None or not is_party(identity, rider_id=rider_id, driver_id=driver_id):
