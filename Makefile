@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 MANIFESTS := pyproject.toml uv.lock libs/common/pyproject.toml tools/devstack/pyproject.toml \
 	$(wildcard services/*/pyproject.toml)
 
-.PHONY: help install up start stop status logs token lint typecheck test bench-gateway clean
+.PHONY: help install up start stop status logs token lint typecheck test bench-gateway bench-core clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ test: lint typecheck ## every check: lint, types, unit and integration tests on 
 
 bench-gateway: install ## gateway vs express-gw on ../shared/bench + limit check: ROUNDS=3 DURATION=15s SKIP_RATELIMIT=1
 	tools/bench/gateway.sh
+
+bench-core: install ## core's caches through the gateway, hot vs cold keys + hit ratio: DURATION=15s VUS=20
+	tools/bench/core.sh
 
 clean: stop ## remove the venv, local data and caches
 	rm -rf .venv .tools .data .pytest_cache .mypy_cache .ruff_cache
