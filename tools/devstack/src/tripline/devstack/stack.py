@@ -105,8 +105,8 @@ def service_env(ports: StackPorts, backends: BackendUrls) -> dict[str, str]:
     return {
         **backends.env(),
         "HOST": "127.0.0.1",
-        "PAYMENT_PROVIDER_URL": url(ports.payment_sandbox),
-        "NOTIFICATION_PROVIDER_URL": url(ports.notification_sandbox),
+        "PAYMENT_SANDBOX_URL": url(ports.payment_sandbox),
+        "NOTIFICATION_SANDBOX_URL": url(ports.notification_sandbox),
         "CORE_URL": url(ports.core),
         "UPLOAD_URL": url(ports.upload),
         "TRACKING_URLS": f"{url(ports.tracking)},{url(ports.tracking_2)}",
