@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tripline.common.auth import Role, mint_token
+from tripline.common.channels import parties_key, record_parties, sequence_key
 from tripline.common.settings import LOCAL_JWT_SECRET
 from tripline.common.telemetry import SERVICE_ATTRIBUTE
 from tripline.devstack.harness import Backends, scaled, serve_app
@@ -53,8 +54,12 @@ async def known_location(backends: Backends) -> AsyncIterator[str]:
     trip_id = f"trip-{free_port()}"
     redis = Redis.from_url(backends.urls.redis_url)
     await redis.set(f"tracking:trip:{trip_id}:latest", json.dumps(LOCATION), ex=300)
+    await redis.set(sequence_key(trip_id), LOCATION["seq"])
+    await record_parties(redis, trip_id, rider_id="r1", driver_id=None, status="requested")
     yield trip_id
-    await redis.delete(f"tracking:trip:{trip_id}:latest")
+    await redis.delete(
+        f"tracking:trip:{trip_id}:latest", sequence_key(trip_id), parties_key(trip_id)
+    )
     await redis.aclose()
 
 
@@ -113,9 +118,14 @@ async def test_http_reaches_tracking_through_gateway_and_alternates_replicas(
     assert all(answer.headers["tripline-instance"].endswith("gateway/test") for answer in answers)
 
 
-async def test_http_upstream_problem_is_relayed_unchanged(platform: dict[str, str]) -> None:
+async def test_http_upstream_problem_is_relayed_unchanged(
+    platform: dict[str, str], known_location: str, backends: Backends
+) -> None:
+    redis = Redis.from_url(backends.urls.redis_url)
+    await redis.delete(f"tracking:trip:{known_location}:latest")
+    await redis.aclose()
     async with httpx.AsyncClient(base_url=platform["gateway"], timeout=scaled(10)) as client:
-        answer = await client.get("/api/tracking/trips/never-seen/location", headers=AUTH)
+        answer = await client.get(f"/api/tracking/trips/{known_location}/location", headers=AUTH)
     assert answer.status_code == 404
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["type"].endswith("/not-found")
@@ -165,7 +175,7 @@ async def test_websocket_conversation_through_gateway(
         pong = json.loads(await socket.recv())
         await socket.send("not json")
         error = json.loads(await socket.recv())
-    assert snapshot == {"type": "snapshot", "seq": 7, "location": LOCATION, "status": None}
+    assert snapshot == {"type": "snapshot", "seq": 7, "location": LOCATION, "status": "requested"}
     assert pong == {"type": "pong"}
     assert (error["type"], error["code"]) == ("error", "malformed-frame")
 

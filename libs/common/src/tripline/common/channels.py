@@ -1,9 +1,11 @@
 """Where a trip's live events meet: the Redis names core and tracking agree on.
 
 Every event on a trip (a location from tracking, a status change or an SOS from core) takes the
-next number of the trip's sequence and is published on the trip's channel, so a subscriber on
-any tracking replica sees one ordered stream. The parties record lets tracking check who may
-watch a trip without reading core's collections.
+next number of the trip's sequence, is kept in the trip's bounded history (a sorted set by
+sequence number) and is published on the trip's channel, all in one script, so numbers and
+publication order agree and a subscriber on any tracking replica sees one ordered stream; a
+client that reconnects reads what it missed from the history. The parties record lets tracking
+check who may watch a trip without reading core's collections.
 """
 
 from __future__ import annotations
@@ -16,6 +18,31 @@ from redis.asyncio import Redis
 
 # Long enough for any trip to end; refreshed on every change of its parties.
 PARTIES_TTL_S = 7 * 24 * 3600
+# Events kept per trip for reconnecting clients: two minutes of one location a second, plus
+# status and SOS events. Kept a day after the trip's last event; the sequence a week.
+HISTORY_MAX = 120
+HISTORY_TTL_S = 24 * 3600
+SEQUENCE_TTL_S = 7 * 24 * 3600
+
+# A Lua function other scripts include: number a JSON object ``body`` (at least one member),
+# keep it in the history, publish it; returns the number. Keys are the caller's KEYS.
+PUBLISH_FUNCTION = """
+local function publish_event(seq_key, history_key, channel, body, history_max, history_ttl)
+  local seq = redis.call('INCR', seq_key)
+  redis.call('EXPIRE', seq_key, SEQUENCE_TTL)
+  local event = '{"seq":' .. seq .. ',' .. string.sub(body, 2)
+  redis.call('ZADD', history_key, seq, event)
+  redis.call('ZREMRANGEBYRANK', history_key, 0, -tonumber(history_max) - 1)
+  redis.call('EXPIRE', history_key, history_ttl)
+  redis.call('PUBLISH', channel, event)
+  return seq
+end
+""".replace("SEQUENCE_TTL", str(SEQUENCE_TTL_S))
+
+# KEYS: sequence, history. ARGV: channel, body, history max, history ttl.
+_PUBLISH = PUBLISH_FUNCTION + """
+return publish_event(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+"""
 
 
 def events_channel(trip_id: str) -> str:
@@ -30,16 +57,37 @@ def parties_key(trip_id: str) -> str:
     return f"trip:{trip_id}:parties"
 
 
+def history_key(trip_id: str) -> str:
+    return f"trip:{trip_id}:history"
+
+
+def encode_event(trip_id: str, event: Mapping[str, Any]) -> str:
+    """The event as published, before its number is put in front (by the script)."""
+    return json.dumps({**event, "trip_id": trip_id}, separators=(",", ":"))
+
+
 async def publish_event(redis: Redis, trip_id: str, event: Mapping[str, Any]) -> int:
     """Number ``event`` with the trip's next sequence and publish it; returns that number.
 
     Raises what the client raises (``RedisError``, ``OSError``): the caller decides whether a
     lost live event matters (a status change is also in the database; an SOS is queued).
     """
-    seq = int(await redis.incr(sequence_key(trip_id)))
-    payload = json.dumps({**event, "trip_id": trip_id, "seq": seq}, separators=(",", ":"))
-    await redis.publish(events_channel(trip_id), payload)
-    return seq
+    script = redis.register_script(_PUBLISH)
+    seq = await script(
+        keys=[sequence_key(trip_id), history_key(trip_id)],
+        args=[events_channel(trip_id), encode_event(trip_id, event), HISTORY_MAX, HISTORY_TTL_S],
+    )
+    return int(seq)
+
+
+async def read_history(redis: Redis, trip_id: str, *, since: int) -> tuple[int, list[str]]:
+    """The trip's current sequence number and the kept events numbered after ``since``, oldest
+    first (JSON text, each with its ``seq``). Raises the Redis client's errors."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(sequence_key(trip_id))
+        pipe.zrangebyscore(history_key(trip_id), f"({since}", "+inf")
+        current, events = await pipe.execute()
+    return int(current or 0), [_text(event) for event in events]
 
 
 async def record_parties(

@@ -36,6 +36,7 @@ from redis.exceptions import RedisError
 
 from tripline.common.breaker import CircuitBreaker
 from tripline.common.errors import DependencyUnavailable, TriplineError
+from tripline.common.lease import Lease
 from tripline.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -69,21 +70,6 @@ if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 and redis.call('DECR', KEYS[2]) <= 
 end
 return 1
 """
-
-# KEYS: lease. ARGV: owner, ttl ms. Takes the lease when free, extends it when ours.
-_LEASE = """
-local owner = redis.call('GET', KEYS[1])
-if owner == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-if owner == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-
 
 def counter_key(record: str) -> str:
     return f"core:writes:pending:{record}"
@@ -156,12 +142,10 @@ class PendingWrites:
         retry_after_s: float = 5.0,
     ) -> None:
         self._redis = redis
-        self._owner = owner
         self._appliers: dict[str, Applier] = {}
-        self._lease_ms = int(lease_s * 1000)
+        self._lease = Lease(redis, LEASE, owner=owner, ttl_s=lease_s)
         self._enqueue = redis.register_script(_ENQUEUE)
         self._remove = redis.register_script(_REMOVE)
-        self._lease = redis.register_script(_LEASE)
         self._breaker = CircuitBreaker(
             "pending-writes", failure_threshold=1, reset_timeout_s=retry_after_s
         )
@@ -222,7 +206,7 @@ class PendingWrites:
         """Apply queued writes in order until the queue is empty or MongoDB stops answering;
         returns how many entries were settled (applied or rejected). Raises ``RedisError``."""
         settled = 0
-        while await self._lease(keys=[LEASE], args=[self._owner, self._lease_ms]):
+        while await self._lease.hold():
             entries = await self._redis.xrange(STREAM, count=BATCH)
             if not entries:
                 return settled

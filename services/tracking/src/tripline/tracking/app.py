@@ -1,76 +1,109 @@
-"""The tracking service: live trip locations over HTTP and WebSockets.
+"""The tracking service: live trip locations over HTTP and WebSockets, and their history.
 
 Only Redis is required for it to be ready: live locations must keep flowing while MongoDB
-(history) is away.
+(history) is away; points wait in a Redis stream until it is back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
+import httpx
+from prometheus_client import CollectorRegistry, Gauge
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import WebSocketRoute
 
 from tripline.common.app import service_app
-from tripline.common.auth import TokenVerifier, bearer_token
-from tripline.common.errors import NotFound
+from tripline.common.auth import TokenVerifier
 from tripline.common.health import Health
-from tripline.common.mongo import MongoProbe, open_mongo
+from tripline.common.mongo import MongoProbe, database, open_mongo
+from tripline.common.ratelimit_redis import RedisLimiter
 from tripline.common.redis_client import RedisProbe, open_redis
-from tripline.tracking import frames
+from tripline.tracking import routes, sockets
+from tripline.tracking.context import Tracking
+from tripline.tracking.history import HISTORY, HistoryWriter
+from tripline.tracking.hub import Hub
+from tripline.tracking.intake import LocationIntake
+from tripline.tracking.parties import Parties
+from tripline.tracking.points import Rules
 from tripline.tracking.settings import TrackingSettings
-from tripline.tracking.store import LocationStore, check_trip_id
+from tripline.tracking.store import LocationStore
 
 # Client libraries this service uses; only these are traced (and imported) at start-up.
-INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("redis", "pymongo")
+INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("redis", "pymongo", "httpx")
 
 
 def create_app(settings: TrackingSettings) -> Starlette:
     health = Health(timeout_s=settings.health_check_timeout_s)
-    verifier = TokenVerifier(settings)
+    registry = CollectorRegistry()
+    watched = Gauge(
+        "tracking_watched_trips",
+        "Trips with at least one socket on this replica.",
+        registry=registry,
+    )
+    open_sockets = Gauge(
+        "tracking_open_sockets", "WebSockets open on this replica.", registry=registry
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_redis(settings) as redis, open_mongo(settings) as mongo:
-            app.state.redis = redis
-            app.state.mongo = mongo
-            app.state.locations = LocationStore(redis)
+        async with AsyncExitStack() as stack:
+            redis = await stack.enter_async_context(open_redis(settings))
+            mongo = await stack.enter_async_context(open_mongo(settings))
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=settings.core_timeout_s)
+            )
             health.add("redis", RedisProbe(redis))
             health.add("mongodb", MongoProbe(mongo), required=False)
+            store = LocationStore(redis)
+            hub = Hub(redis, on_count=watched.set)
+            stack.push_async_callback(hub.stop)
+            rules = Rules(
+                max_future_s=settings.max_future_s,
+                max_age_s=settings.max_point_age_s,
+                max_speed_mps=settings.max_speed_mps,
+            )
+            app.state.tracking = Tracking(
+                settings=settings,
+                redis=redis,
+                verifier=TokenVerifier(settings),
+                limiter=RedisLimiter(
+                    redis,
+                    fallback_divisor=settings.tracking_replicas,
+                    timeout_s=settings.limit_redis_timeout_s,
+                    retry_after_failure_s=settings.limit_redis_retry_s,
+                ),
+                parties=Parties(
+                    redis, core_url=settings.core_url, http=http, cache_s=settings.parties_cache_s
+                ),
+                hub=hub,
+                store=store,
+                intake=LocationIntake(
+                    redis, store, rules=rules, location_ttl_s=settings.location_ttl_s
+                ),
+                health=health,
+                open_sockets=open_sockets,
+            )
+            writer = HistoryWriter(
+                redis,
+                database(mongo, settings)[HISTORY],
+                owner=settings.instance_id,
+                retention_days=settings.history_retention_days,
+            )
+            flushing = asyncio.create_task(writer.run(settings.history_flush_s))
+            stack.push_async_callback(cancel_and_wait, flushing)
             yield
 
-    async def trip_location(request: Request) -> Response:
-        await verifier.verify(bearer_token(request))
-        trip_id = check_trip_id(request.path_params["trip_id"])
-        location = await request.app.state.locations.latest(trip_id)
-        if location is None:
-            raise NotFound("no location is known for this trip yet")
-        return JSONResponse(location)
+    app_routes = [*routes.ROUTES, WebSocketRoute("/ws/trips/{trip_id}", sockets.trip_socket)]
+    return service_app(
+        settings, routes=app_routes, lifespan=lifespan, health=health, registry=registry
+    )
 
-    async def trip_socket(websocket: WebSocket) -> None:
-        await verifier.verify(bearer_token(websocket))
-        trip_id = check_trip_id(websocket.path_params["trip_id"])
-        location = await websocket.app.state.locations.latest(trip_id)
-        await websocket.accept()
-        seq = int(location["seq"]) if location else 0
-        await websocket.send_text(frames.snapshot(seq, location, status=None))
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            try:
-                frames.parse_client_frame(message.get("text"))
-            except frames.FrameError as exc:
-                await websocket.send_text(frames.error(exc))
-                continue
-            await websocket.send_text(frames.pong())
 
-    routes = [
-        Route("/api/tracking/trips/{trip_id}/location", trip_location, methods=["GET"]),
-        WebSocketRoute("/ws/trips/{trip_id}", trip_socket),
-    ]
-    return service_app(settings, routes=routes, lifespan=lifespan, health=health)
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

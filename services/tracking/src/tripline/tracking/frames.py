@@ -1,8 +1,11 @@
 """The tracking WebSocket protocol's frames, as pure functions: no sockets here.
 
-Server frames are JSON text: ``snapshot`` on connect, then ``pong`` and ``error`` replies.
-Client frames are JSON text with a ``type``; unknown or malformed frames get an ``error`` frame
-and the connection stays open, so a flaky client is never disconnected for one bad frame.
+Server frames are JSON text: ``snapshot`` on connect (or the missed events, on a reconnection
+that recovered), then the trip's events as published (``location``, ``status``, ``sos``), and
+``pong`` and ``error`` replies. Client frames are JSON text with a ``type``: ``ping``, or from
+the trip's driver ``location`` (one point: ``lat``, ``lng``, ``ts``, ``heading``, ``speed``).
+Unknown or malformed frames get an ``error`` frame and the connection stays open, so a flaky
+client is never disconnected for one bad frame.
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ class Ping:
     """``{"type": "ping"}``: the client checks the connection; answered with ``pong``."""
 
 
-ClientFrame = Ping
+@dataclass(frozen=True)
+class LocationFrame:
+    """``{"type": "location", ...}``: one point from the driver, screened like posted ones."""
+
+    point: dict[str, Any]
+
+
+ClientFrame = Ping | LocationFrame
 
 
 def parse_client_frame(text: str | None) -> ClientFrame:
@@ -48,6 +58,8 @@ def parse_client_frame(text: str | None) -> ClientFrame:
         raise FrameError("malformed-frame", 'frames must be JSON objects with a "type"')
     if data["type"] == "ping":
         return Ping()
+    if data["type"] == "location":
+        return LocationFrame({name: value for name, value in data.items() if name != "type"})
     raise FrameError("unsupported-frame", f"frames of type {data['type']!r} are not accepted")
 
 
@@ -55,8 +67,18 @@ def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"))
 
 
-def snapshot(seq: int, location: dict[str, Any] | None, status: str | None) -> str:
-    return encode({"type": "snapshot", "seq": seq, "location": location, "status": status})
+def snapshot(
+    seq: int, location: dict[str, Any] | None, status: str | None, recovered: bool | None = None
+) -> str:
+    frame: dict[str, Any] = {"type": "snapshot", "seq": seq, "location": location, "status": status}
+    if recovered is not None:
+        frame["recovered"] = recovered
+    return encode(frame)
+
+
+def rejected(reasons: list[dict[str, Any]]) -> str:
+    """The reply to a driver's location frame that was not accepted."""
+    return encode({"type": "error", "code": "location-rejected", "rejected": reasons})
 
 
 def pong() -> str:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tripline.common.channels import read_history
 from tripline.common.errors import DependencyUnavailable, NotFound
 from tripline.common.logs import get_logger
 
@@ -19,6 +20,10 @@ TRIP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def latest_key(trip_id: str) -> str:
     return f"tracking:trip:{trip_id}:latest"
+
+
+def driver_latest_key(driver_id: str) -> str:
+    return f"tracking:driver:{driver_id}:latest"
 
 
 def check_trip_id(trip_id: str) -> str:
@@ -45,6 +50,16 @@ class LocationStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
+    async def history_after(self, trip_id: str, since: int) -> tuple[int, list[str]]:
+        """The trip's current sequence number and its kept events numbered after ``since``.
+
+        Raises :class:`DependencyUnavailable` when Redis does not answer.
+        """
+        try:
+            return await read_history(self._redis, trip_id, since=since)
+        except (RedisError, OSError) as exc:
+            raise DependencyUnavailable("redis") from exc
+
     async def latest(self, trip_id: str) -> dict[str, Any] | None:
         """The trip's latest location, or ``None`` when nothing is known.
 
@@ -52,7 +67,7 @@ class LocationStore:
         """
         try:
             raw = await self._redis.get(latest_key(trip_id))
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise DependencyUnavailable("redis") from exc
         if raw is None:
             return None

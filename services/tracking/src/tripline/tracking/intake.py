@@ -1,0 +1,149 @@
+"""Location intake: a driver's points become the trip's latest location, live events and
+history, in one Redis script per batch.
+
+For each accepted point, oldest first, the script appends it to the stream ``tracking:points``
+(the history buffer, see :mod:`tripline.tracking.history`), numbers and publishes it as a
+``location`` event (``tripline.common.channels``), and makes it the trip's and the driver's
+latest location (kept ``LOCATION_TTL_S``) unless a newer point is already there. The stream
+entry comes first: a point that was published is always in the history too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from tripline.common.channels import (
+    HISTORY_MAX,
+    HISTORY_TTL_S,
+    PUBLISH_FUNCTION,
+    events_channel,
+    history_key,
+    sequence_key,
+)
+from tripline.common.errors import DependencyUnavailable
+from tripline.tracking.points import Accepted, Point, Rules, screen
+from tripline.tracking.store import LocationStore, driver_latest_key, latest_key
+
+POINTS_STREAM = "tracking:points"
+
+# KEYS: sequence, history, trip latest, driver latest, points stream.
+# ARGV: channel, history max, history ttl, location ttl, then per point: ts, stream fields
+# (JSON object), event body (JSON object without seq), latest body (JSON object without seq).
+_RECORD = (
+    PUBLISH_FUNCTION
+    + """
+local function newer(key, ts)
+  local current = redis.call('GET', key)
+  return (not current) or tonumber(cjson.decode(current)['ts']) < ts
+end
+local seqs = {}
+for i = 5, #ARGV, 4 do
+  local ts = tonumber(ARGV[i])
+  local fields = cjson.decode(ARGV[i + 1])
+  local flat = {}
+  for name, value in pairs(fields) do
+    table.insert(flat, name)
+    table.insert(flat, tostring(value))
+  end
+  redis.call('XADD', KEYS[5], '*', unpack(flat))
+  local seq = publish_event(KEYS[1], KEYS[2], ARGV[1], ARGV[i + 2], ARGV[2], ARGV[3])
+  local latest = '{"seq":' .. seq .. ',' .. string.sub(ARGV[i + 3], 2)
+  for _, key in ipairs({KEYS[3], KEYS[4]}) do
+    if newer(key, ts) then
+      redis.call('SET', key, latest, 'EX', ARGV[4])
+    end
+  end
+  table.insert(seqs, seq)
+end
+return seqs
+"""
+)
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    accepted: int
+    rejected: list[dict[str, Any]]
+    seqs: list[int]
+
+    def body(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "rejected": self.rejected}
+
+
+class LocationIntake:
+    def __init__(
+        self,
+        redis: Redis,
+        store: LocationStore,
+        *,
+        rules: Rules,
+        location_ttl_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._store = store
+        self._rules = rules
+        self._location_ttl_s = location_ttl_s
+        self._clock = clock
+        self._record = redis.register_script(_RECORD)
+
+    async def record(
+        self, trip_id: str, driver_id: str, raw_points: Sequence[Mapping[str, Any]]
+    ) -> Recorded:
+        """Screen the driver's points and record the accepted ones.
+
+        Raises :class:`DependencyUnavailable` when Redis does not take them (nothing is then
+        recorded: the driver's app keeps the batch and sends it again).
+        """
+        latest = await self._store.latest(trip_id)
+        previous = (
+            Point.model_validate({k: latest[k] for k in ("lat", "lng", "ts")}) if latest else None
+        )
+        screened = screen(raw_points, now=self._clock(), previous=previous, rules=self._rules)
+        if not screened.accepted:
+            return Recorded(0, screened.rejected, [])
+        args: list[Any] = [
+            events_channel(trip_id),
+            HISTORY_MAX,
+            HISTORY_TTL_S,
+            self._location_ttl_s,
+        ]
+        for accepted in screened.accepted:
+            args += self._point_args(trip_id, driver_id, accepted)
+        keys = [
+            sequence_key(trip_id),
+            history_key(trip_id),
+            latest_key(trip_id),
+            driver_latest_key(driver_id),
+            POINTS_STREAM,
+        ]
+        try:
+            seqs = await self._record(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise DependencyUnavailable("redis", "locations cannot be recorded right now") from exc
+        return Recorded(len(screened.accepted), screened.rejected, [int(seq) for seq in seqs])
+
+    @staticmethod
+    def _point_args(trip_id: str, driver_id: str, accepted: Accepted) -> list[Any]:
+        point = accepted.point.model_dump()
+        fields = {
+            **{name: "" if value is None else repr(value) for name, value in point.items()},
+            "trip_id": trip_id,
+            "driver_id": driver_id,
+            "flagged": "1" if accepted.flagged else "0",
+        }
+        event = {"type": "location", **point, "trip_id": trip_id}
+        if accepted.flagged:
+            event["flagged"] = True
+        return [repr(accepted.point.ts), _json(fields), _json(event), _json(point)]
