@@ -16,7 +16,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tripline.common.auth import Role, mint_token
 from tripline.common.settings import LOCAL_JWT_SECRET
@@ -276,3 +276,21 @@ async def test_a_killed_replica_loses_no_history_and_none_is_written_twice(
         assert await history.count_documents({"trip_id": trip_id}) == 50
     finally:
         await client.close()
+
+
+async def test_a_draining_replica_tells_its_sockets_to_reconnect_elsewhere(
+    platform: Platform,
+) -> None:
+    rider, driver = fresh("rider"), fresh("driver")
+    trip_id = await platform.trip(rider, driver)
+    async with connect(platform.ws(1, trip_id, rider, Role.RIDER)) as socket:
+        last = (await frame(socket))["seq"]
+        stopping = asyncio.create_task(asyncio.to_thread(platform.servers[1].stop))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), scaled(15))
+        await stopping
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1012
+    await platform.post(0, trip_id, driver, points(1))
+    async with connect(platform.ws(0, trip_id, rider, Role.RIDER, since=last)) as socket:
+        assert (await frame(socket))["seq"] == last + 1

@@ -22,7 +22,6 @@ class TrackingSettings(ServiceSettings):
     max_future_s: float = Field(default=5.0, ge=0)
     max_point_age_s: float = Field(default=600.0, gt=0)
     max_speed_mps: float = Field(default=70.0, gt=0)
-    max_points_per_batch: int = Field(default=100, ge=1)
 
     # History: points wait in a Redis stream and are written to MongoDB in bulk this often,
     # by one replica at a time, and kept there this many days.
