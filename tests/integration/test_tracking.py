@@ -294,3 +294,16 @@ async def test_a_draining_replica_tells_its_sockets_to_reconnect_elsewhere(
     await platform.post(0, trip_id, driver, points(1))
     async with connect(platform.ws(0, trip_id, rider, Role.RIDER, since=last)) as socket:
         assert (await frame(socket))["seq"] == last + 1
+
+
+async def test_a_batch_sent_again_is_recorded_once(platform: Platform) -> None:
+    rider, driver = fresh("rider"), fresh("driver")
+    trip_id = await platform.trip(rider, driver)
+    batch = points(3)
+    first = await platform.post(0, trip_id, driver, batch)
+    async with connect(platform.ws(1, trip_id, rider, Role.RIDER)) as socket:
+        seq = (await frame(socket))["seq"]
+        again = await platform.post(1, trip_id, driver, batch)
+        assert first.json() == again.json() == {"accepted": 3, "rejected": []}
+        await platform.post(0, trip_id, driver, points(1))
+        assert (await frame(socket))["seq"] == seq + 1

@@ -40,9 +40,12 @@ end
 """.replace("SEQUENCE_TTL", str(SEQUENCE_TTL_S))
 
 # KEYS: sequence, history. ARGV: channel, body, history max, history ttl.
-_PUBLISH = PUBLISH_FUNCTION + """
+_PUBLISH = (
+    PUBLISH_FUNCTION
+    + """
 return publish_event(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
+)
 
 
 def events_channel(trip_id: str) -> str:

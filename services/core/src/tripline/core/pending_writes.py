@@ -71,6 +71,7 @@ end
 return 1
 """
 
+
 def counter_key(record: str) -> str:
     return f"core:writes:pending:{record}"
 

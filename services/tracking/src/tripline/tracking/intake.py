@@ -6,6 +6,10 @@ For each accepted point, oldest first, the script appends it to the stream ``tra
 ``location`` event (``tripline.common.channels``), and makes it the trip's and the driver's
 latest location (kept ``LOCATION_TTL_S``) unless a newer point is already there. The stream
 entry comes first: a point that was published is always in the history too.
+
+A point whose time the trip already has (a batch sent again after a lost answer) is skipped, so
+a replay changes nothing: the trip's recent point times are kept in a sorted set (the last
+``SEEN_MAX``, for a day).
 """
 
 from __future__ import annotations
@@ -32,10 +36,17 @@ from tripline.tracking.points import Accepted, Point, Rules, screen
 from tripline.tracking.store import LocationStore, driver_latest_key, latest_key
 
 POINTS_STREAM = "tracking:points"
+SEEN_MAX = 1000
 
-# KEYS: sequence, history, trip latest, driver latest, points stream.
+
+def seen_key(trip_id: str) -> str:
+    return f"tracking:trip:{trip_id}:seen"
+
+
+# KEYS: sequence, history, trip latest, driver latest, points stream, seen point times.
 # ARGV: channel, history max, history ttl, location ttl, then per point: ts, stream fields
 # (JSON object), event body (JSON object without seq), latest body (JSON object without seq).
+# Returns the number of each point, 0 for one already recorded.
 _RECORD = (
     PUBLISH_FUNCTION
     + """
@@ -43,28 +54,36 @@ local function newer(key, ts)
   local current = redis.call('GET', key)
   return (not current) or tonumber(cjson.decode(current)['ts']) < ts
 end
-local seqs = {}
-for i = 5, #ARGV, 4 do
-  local ts = tonumber(ARGV[i])
-  local fields = cjson.decode(ARGV[i + 1])
+local function record(ts, fields_json, event, latest_body)
   local flat = {}
-  for name, value in pairs(fields) do
+  for name, value in pairs(cjson.decode(fields_json)) do
     table.insert(flat, name)
     table.insert(flat, tostring(value))
   end
   redis.call('XADD', KEYS[5], '*', unpack(flat))
-  local seq = publish_event(KEYS[1], KEYS[2], ARGV[1], ARGV[i + 2], ARGV[2], ARGV[3])
-  local latest = '{"seq":' .. seq .. ',' .. string.sub(ARGV[i + 3], 2)
+  local seq = publish_event(KEYS[1], KEYS[2], ARGV[1], event, ARGV[2], ARGV[3])
+  local latest = '{"seq":' .. seq .. ',' .. string.sub(latest_body, 2)
   for _, key in ipairs({KEYS[3], KEYS[4]}) do
     if newer(key, ts) then
       redis.call('SET', key, latest, 'EX', ARGV[4])
     end
   end
-  table.insert(seqs, seq)
+  return seq
 end
+local seqs = {}
+for i = 5, #ARGV, 4 do
+  local ts = tonumber(ARGV[i])
+  if redis.call('ZADD', KEYS[6], 'NX', ts, ARGV[i]) == 0 then
+    table.insert(seqs, 0)
+  else
+    table.insert(seqs, record(ts, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]))
+  end
+end
+redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -SEEN_MAX - 1)
+redis.call('EXPIRE', KEYS[6], 86400)
 return seqs
 """
-)
+).replace("SEEN_MAX", str(SEEN_MAX))
 
 
 def _json(value: Mapping[str, Any]) -> str:
@@ -127,12 +146,14 @@ class LocationIntake:
             latest_key(trip_id),
             driver_latest_key(driver_id),
             POINTS_STREAM,
+            seen_key(trip_id),
         ]
         try:
             seqs = await self._record(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             raise DependencyUnavailable("redis", "locations cannot be recorded right now") from exc
-        return Recorded(len(screened.accepted), screened.rejected, [int(seq) for seq in seqs])
+        numbers = [int(seq) for seq in seqs]
+        return Recorded(len(screened.accepted), screened.rejected, [n for n in numbers if n])
 
     @staticmethod
     def _point_args(trip_id: str, driver_id: str, accepted: Accepted) -> list[Any]:
