@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,6 +27,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tripline.common.auth import Role, mint_token
+from tripline.common.channels import record_parties
 from tripline.common.errors import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
 from tripline.common.settings import LOCAL_JWT_SECRET
 from tripline.devstack.harness import (
@@ -378,6 +380,11 @@ async def test_websocket_upgrades_are_limited_per_subject(fresh_redis: Server) -
         mongo_server_selection_timeout_ms=200,
         instance_id="ws",
     )
+    tracking_redis = Redis.from_url(tracking_settings.redis_url)
+    await record_parties(
+        tracking_redis, "t1", rider_id="ws-rider", driver_id=None, status="requested"
+    )
+    await tracking_redis.aclose()
     async with serve_app(create_tracking(tracking_settings)) as tracking:
         settings = gateway_settings(
             redis_url(fresh_redis),
@@ -397,7 +404,7 @@ async def test_websocket_upgrades_are_limited_per_subject(fresh_redis: Server) -
             with pytest.raises(InvalidStatus) as refused:
                 async with connect(f"{base}/ws/trips/t1?token={token}", open_timeout=scaled(10)):
                     pass
-            other = mint_token(LOCAL_JWT_SECRET, sub="ws-other", role=Role.RIDER)
+            other = mint_token(LOCAL_JWT_SECRET, sub="ws-other", role=Role.ADMIN)
             async with connect(f"{base}/ws/trips/t1?token={other}", open_timeout=scaled(10)) as ok:
                 other_snapshot = json.loads(await ok.recv())
 
