@@ -95,6 +95,8 @@ def create_app(settings: TrackingSettings) -> Starlette:
             )
             flushing = asyncio.create_task(writer.run(settings.history_flush_s))
             stack.push_async_callback(cancel_and_wait, flushing)
+            draining = asyncio.create_task(hub.drop_all_when_draining(health))
+            stack.push_async_callback(cancel_and_wait, draining)
             yield
 
     app_routes = [*routes.ROUTES, WebSocketRoute("/ws/trips/{trip_id}", sockets.trip_socket)]

@@ -20,11 +20,14 @@ from redis.exceptions import RedisError
 
 from tripline.common.channels import events_channel
 from tripline.common.errors import DependencyUnavailable
+from tripline.common.health import Health
 from tripline.common.logs import get_logger
 from tripline.tracking.outbox import Frame
 
 log = get_logger(__name__)
 
+SERVICE_RESTART = 1012
+TRY_AGAIN_LATER = 1013
 CHANNEL_PREFIX = "trip:"
 CHANNEL_SUFFIX = ":events"
 
@@ -34,8 +37,8 @@ class Watcher(Protocol):
 
     def deliver(self, frame: Frame) -> None: ...
 
-    def lost(self, reason: str) -> None:
-        """The live stream broke; the socket must be closed and the client reconnect."""
+    def lost(self, code: int, reason: str) -> None:
+        """The socket must be closed with ``code`` and the client reconnect (with ``since``)."""
 
 
 def event_frame(data: bytes | str) -> Frame:
@@ -168,9 +171,19 @@ class Hub:
 
     def _break(self, reason: str) -> None:
         log.warning("live events interrupted; watchers told to reconnect", reason=reason)
+        self.drop_all(TRY_AGAIN_LATER, "live events interrupted: reconnect with since")
+
+    def drop_all(self, code: int, reason: str) -> None:
+        """Tell every watcher on this replica to close with ``code`` (its client reconnects)."""
         for watchers in list(self._watchers.values()):
             for watcher in list(watchers):
-                watcher.lost(reason)
+                watcher.lost(code, reason)
+
+    async def drop_all_when_draining(self, health: Health) -> None:
+        """Once the replica drains (SIGTERM), close every socket with 1012 so its client
+        reconnects, with ``since``, to another replica; then keep refusing new ones."""
+        await health.wait_draining()
+        self.drop_all(SERVICE_RESTART, "this replica is restarting: reconnect with since")
 
     def _count(self) -> None:
         if self._on_count is not None:

@@ -32,15 +32,13 @@ from tripline.common.errors import (
 from tripline.common.logs import get_logger
 from tripline.tracking import frames
 from tripline.tracking.context import Tracking, tracking_of
+from tripline.tracking.hub import TRY_AGAIN_LATER
 from tripline.tracking.outbox import Frame, Outbox
 from tripline.tracking.parties import TripParties
 from tripline.tracking.resume import Start, plan_start
 from tripline.tracking.store import check_trip_id
 
 log = get_logger(__name__)
-
-SERVICE_RESTART = 1012
-TRY_AGAIN_LATER = 1013
 
 
 class SocketWatcher:
@@ -59,8 +57,8 @@ class SocketWatcher:
             self.close(TRY_AGAIN_LATER, "too slow: reconnect with since")
         self._ready.set()
 
-    def lost(self, reason: str) -> None:
-        self.close(TRY_AGAIN_LATER, "live events interrupted: reconnect with since")
+    def lost(self, code: int, reason: str) -> None:
+        self.close(code, reason)
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
@@ -139,18 +137,15 @@ async def converse(
     tasks = [
         asyncio.create_task(send_loop(websocket, tracking, watcher)),
         asyncio.create_task(receive_loop(websocket, tracking, watcher, caller, trip_id)),
-        asyncio.create_task(tracking.health.wait_draining()),
     ]
     try:
-        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError):
                 await task
-    if tasks[2] in done:
-        watcher.close(SERVICE_RESTART, "this replica is restarting: reconnect with since")
     if watcher.closing is not None:
         code, reason = watcher.closing
         with contextlib.suppress(RuntimeError, OSError):
