@@ -8,7 +8,10 @@ created at import time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import contextlib
+from collections.abc import Coroutine, Mapping, Sequence
+from contextlib import AsyncExitStack
 from types import MappingProxyType
 from typing import Any
 
@@ -126,3 +129,16 @@ def service_app(
         metrics=HttpMetrics(registry, settings.service_name),
     )
     return app
+
+
+def run_in_background(stack: AsyncExitStack, work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` (a loop that runs until cancelled) for the life of ``stack``: it is
+    cancelled, and awaited, when the stack closes (the app's lifespan ends)."""
+    task = asyncio.create_task(work)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)

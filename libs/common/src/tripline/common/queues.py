@@ -22,6 +22,7 @@ class Task(StrEnum):
     PING = "tripline.system.ping"
     SEND_NOTIFICATION = "tripline.notifications.send"
     CONFIRM_PAYMENT = "tripline.payments.confirm"
+    PROCESS_DOCUMENT = "tripline.documents.process"
 
 
 TASK_QUEUES: Mapping[Task, Queue] = MappingProxyType(
@@ -29,5 +30,6 @@ TASK_QUEUES: Mapping[Task, Queue] = MappingProxyType(
         Task.PING: Queue.SYSTEM,
         Task.SEND_NOTIFICATION: Queue.NOTIFICATIONS,
         Task.CONFIRM_PAYMENT: Queue.PAYMENTS,
+        Task.PROCESS_DOCUMENT: Queue.DOCUMENTS,
     }
 )

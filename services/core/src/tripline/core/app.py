@@ -6,8 +6,6 @@ cached in two layers (this process, then Redis) that every replica invalidates t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -15,7 +13,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.applications import Starlette
 
-from tripline.common.app import service_app
+from tripline.common.app import run_in_background, service_app
 from tripline.common.auth import TokenVerifier
 from tripline.common.breaker import BreakerState, CircuitBreaker
 from tripline.common.cache import CacheEvent, TwoLayerCache
@@ -127,8 +125,7 @@ def create_app(settings: CoreSettings) -> Starlette:
             writes.register(
                 trip_routes.STATUS_WRITE, lambda write: trip_routes.apply_status_write(core, write)
             )
-            replay = asyncio.create_task(writes.run(settings.pending_writes_interval_s))
-            stack.push_async_callback(cancel_and_wait, replay)
+            run_in_background(stack, writes.run(settings.pending_writes_interval_s))
             app.state.sos = await stack.enter_async_context(
                 sos_archive.running(app.state.core, producer, db[sos.SOS_COLLECTION])
             )
@@ -148,9 +145,3 @@ def create_app(settings: CoreSettings) -> Starlette:
         *analytics.ROUTES,
     ]
     return service_app(settings, routes=routes, lifespan=lifespan, health=health, registry=registry)
-
-
-async def cancel_and_wait(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -11,10 +11,9 @@ are claimed by a live one.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,12 +27,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tripline.common.auth import Identity
-from tripline.common.celery_app import enqueue
 from tripline.common.channels import publish_event, read_parties
 from tripline.common.errors import DependencyUnavailable, NotFound
 from tripline.common.logs import get_logger
 from tripline.common.mongo import Document
-from tripline.common.queues import Task
+from tripline.common.notifications import Notification, notification_id, queue_notifications
 from tripline.common.validation import parse_body
 from tripline.core.context import Core, core_of
 from tripline.core.models import SosRequest
@@ -67,10 +65,6 @@ def sos_id_for(user_id: str, idempotency_key: str | None) -> str:
 
 def idempotency_key_name(sos_id: str) -> str:
     return f"sos:idem:{sos_id}"
-
-
-def notification_key(notification_id: str) -> str:
-    return f"notification:{notification_id}"
 
 
 @dataclass(frozen=True)
@@ -124,19 +118,6 @@ class SosRecord:
         )
 
 
-@dataclass(frozen=True)
-class Notification:
-    id: str
-    to: str
-    channel: str
-    message: str
-    reference: str
-
-    def fields(self) -> dict[str, str]:
-        """The Redis hash the worker reads, by id, when the task runs."""
-        return {**asdict(self), "status": "pending"}
-
-
 def plan_notifications(
     record: SosRecord, *, contact_phone: str | None, operations_address: str
 ) -> list[Notification]:
@@ -154,7 +135,7 @@ def plan_notifications(
         targets.append(("sms", contact_phone))
     return [
         Notification(
-            id=hashlib.sha256(f"{record.sos_id}\x00{to}".encode()).hexdigest()[:32],
+            id=notification_id(record.sos_id, to),
             to=to,
             channel=channel,
             message=text[:1000],
@@ -231,17 +212,7 @@ class Sos:
             contact_phone=contact_phone,
             operations_address=self.core.settings.sos_operations_address,
         )
-        for notification in notifications:
-            key = notification_key(notification.id)
-            # A notification already stored may be delivered already: leave its status be.
-            if await self.core.redis.exists(key):
-                continue
-            await self.core.redis.hset(key, mapping=notification.fields())  # type: ignore[arg-type]
-        await asyncio.to_thread(self._enqueue, [n.id for n in notifications])
-
-    def _enqueue(self, notification_ids: Sequence[str]) -> None:
-        for notification_id in notification_ids:
-            enqueue(self.producer, Task.SEND_NOTIFICATION, notification_id)
+        await queue_notifications(self.core.redis, self.producer, notifications)
 
     async def _contact_phone(self, rider_id: str | None) -> str | None:
         if rider_id is None:

@@ -6,8 +6,6 @@ Only Redis is required for it to be ready: live locations must keep flowing whil
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -16,7 +14,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
-from tripline.common.app import service_app
+from tripline.common.app import run_in_background, service_app
 from tripline.common.auth import TokenVerifier
 from tripline.common.health import Health
 from tripline.common.mongo import MongoProbe, database, open_mongo
@@ -93,19 +91,11 @@ def create_app(settings: TrackingSettings) -> Starlette:
                 owner=settings.instance_id,
                 retention_days=settings.history_retention_days,
             )
-            flushing = asyncio.create_task(writer.run(settings.history_flush_s))
-            stack.push_async_callback(cancel_and_wait, flushing)
-            draining = asyncio.create_task(hub.drop_all_when_draining(health))
-            stack.push_async_callback(cancel_and_wait, draining)
+            run_in_background(stack, writer.run(settings.history_flush_s))
+            run_in_background(stack, hub.drop_all_when_draining(health))
             yield
 
     app_routes = [*routes.ROUTES, WebSocketRoute("/ws/trips/{trip_id}", sockets.trip_socket)]
     return service_app(
         settings, routes=app_routes, lifespan=lifespan, health=health, registry=registry
     )
-
-
-async def cancel_and_wait(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
 
-from tripline.common.app import service_app
+from tripline.common.app import run_in_background, service_app
+from tripline.common.auth import TokenVerifier
+from tripline.common.celery_app import create_celery
+from tripline.common.documents import UPLOADS
+from tripline.common.errors import DependencyUnavailable
 from tripline.common.health import Health
 from tripline.common.logs import get_logger
-from tripline.common.mongo import MongoProbe, open_mongo
+from tripline.common.mongo import MongoProbe, database, open_mongo
 from tripline.common.redis_client import RedisProbe, open_redis
 from tripline.common.s3 import BucketProbe, S3Unavailable, open_bucket
+from tripline.upload import routes
+from tripline.upload.context import Uploads
+from tripline.upload.delays import DelayNotifier
+from tripline.upload.queue import DocumentQueue
+from tripline.upload.records import UploadRecords
 from tripline.upload.settings import UploadSettings
 
 # Client libraries this service uses; only these are traced (and imported) at start-up.
@@ -27,14 +36,10 @@ def create_app(settings: UploadSettings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with (
-            open_redis(settings) as redis,
-            open_mongo(settings) as mongo,
-            open_bucket(settings) as bucket,
-        ):
-            app.state.redis = redis
-            app.state.mongo = mongo
-            app.state.bucket = bucket
+        async with AsyncExitStack() as stack:
+            redis = await stack.enter_async_context(open_redis(settings))
+            mongo = await stack.enter_async_context(open_mongo(settings))
+            bucket = await stack.enter_async_context(open_bucket(settings))
             health.add("redis", RedisProbe(redis))
             health.add("mongodb", MongoProbe(mongo))
             health.add("s3", BucketProbe(bucket))
@@ -45,6 +50,36 @@ def create_app(settings: UploadSettings) -> Starlette:
                 log.warning(
                     "bucket not usable at start", bucket=settings.s3_bucket, error=repr(exc)
                 )
+            producer = create_celery(settings, main="tripline.upload")
+            stack.callback(producer.close)
+            records = UploadRecords(database(mongo, settings)[UPLOADS])
+            try:
+                await records.ensure_indexes()
+            except DependencyUnavailable as exc:
+                log.warning("upload indexes not ensured: MongoDB unavailable", error=str(exc))
+            queue = DocumentQueue(
+                redis,
+                producer,
+                concurrency=settings.document_concurrency,
+                expected_s=settings.document_expected_s,
+                delay_threshold_s=settings.delay_threshold_s,
+            )
+            app.state.uploads = Uploads(
+                settings=settings,
+                verifier=TokenVerifier(settings),
+                records=records,
+                bucket=bucket,
+                queue=queue,
+            )
+            notifier = DelayNotifier(
+                redis,
+                producer,
+                queue=queue,
+                records=records,
+                owner=settings.instance_id,
+                lease_s=settings.delay_check_interval_s * 2,
+            )
+            run_in_background(stack, notifier.run(settings.delay_check_interval_s))
             yield
 
-    return service_app(settings, routes=[], lifespan=lifespan, health=health)
+    return service_app(settings, routes=routes.ROUTES, lifespan=lifespan, health=health)

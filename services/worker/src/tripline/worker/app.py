@@ -6,6 +6,7 @@ from celery import Celery
 
 from tripline.common.celery_app import create_celery
 from tripline.common.queues import Queue
+from tripline.worker.documents import register_document_tasks
 from tripline.worker.notifications import register_notification_tasks
 from tripline.worker.payments import register_payment_tasks
 from tripline.worker.settings import WorkerSettings
@@ -25,6 +26,7 @@ def create_worker_app(settings: WorkerSettings) -> Celery:
     register_system_tasks(app)
     register_notification_tasks(app, settings)
     register_payment_tasks(app, settings)
+    register_document_tasks(app, settings)
     return app
 
 
@@ -33,7 +35,7 @@ def worker_argv(settings: WorkerSettings) -> list[str]:
     return [
         "worker",
         f"--loglevel={settings.log_level}",
-        f"--queues={','.join(queue.value for queue in Queue)}",
+        f"--queues={settings.worker_queues or ','.join(queue.value for queue in Queue)}",
         f"--concurrency={settings.worker_concurrency}",
         f"--pool={settings.worker_pool}",
         f"--hostname={settings.service_name}@{settings.instance_id}",

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from tripline.common.breaker import CircuitBreaker
 from tripline.common.logs import get_logger
 from tripline.common.mongo import is_unavailable
+from tripline.common.notifications import notification_key
 from tripline.common.queues import Task as TaskName
 from tripline.worker.provider import ProviderClient
 from tripline.worker.retrying import RetryPolicy, TransientFailure
@@ -42,10 +43,6 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
     MISSING = "missing"
     GAVE_UP = "gave_up"
-
-
-def notification_key(notification_id: str) -> str:
-    return f"notification:{notification_id}"
 
 
 def _text(value: bytes | str) -> str:

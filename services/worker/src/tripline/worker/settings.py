@@ -14,6 +14,9 @@ class WorkerSettings(ServiceSettings):
     service_name: str = "worker"
     worker_concurrency: int = Field(default=2, ge=1)
     worker_pool: Literal["prefork", "threads", "solo"] = "prefork"
+    # The queues this worker consumes (comma-separated; all when empty). The local stack runs
+    # one worker for documents (threads) and one for the rest (prefork).
+    worker_queues: str = ""
 
     # The notification provider (the sandbox locally) and how the worker treats it.
     notification_sandbox_url: str = "http://127.0.0.1:8091"
@@ -35,3 +38,9 @@ class WorkerSettings(ServiceSettings):
     payment_retry_max_s: float = Field(default=300.0, gt=0, le=VISIBILITY_TIMEOUT_S / 4)
     payment_breaker_failures: int = Field(default=50, ge=1)
     payment_breaker_reset_s: float = Field(default=30.0, gt=0)
+
+    # Documents: the largest accepted file, and retries of S3/MongoDB/Redis not answering.
+    document_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    document_max_attempts: int = Field(default=8, ge=1)
+    document_retry_base_s: float = Field(default=1.0, gt=0)
+    document_retry_max_s: float = Field(default=120.0, gt=0, le=VISIBILITY_TIMEOUT_S / 4)

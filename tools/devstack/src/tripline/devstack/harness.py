@@ -85,6 +85,15 @@ class Server:
         if self.process is not None:
             self.process.kill()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process hangs with its sockets open, until :meth:`resume`."""
+        if self.process is not None:
+            self.process.pause()
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.resume()
+
     def restart(self) -> None:
         self.stop()
         self.start()

@@ -1,0 +1,127 @@
+"""Upload records in MongoDB's ``uploads`` collection (the worker updates them too).
+
+Every method may raise :class:`DependencyUnavailable` when MongoDB does not answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from tripline.common.documents import UploadStatus
+from tripline.common.errors import Conflict, DependencyUnavailable
+from tripline.common.mongo import Document, is_unavailable
+from tripline.upload.models import ContentType, UploadRequest
+
+
+@contextmanager
+def mongo_calls() -> Iterator[None]:
+    try:
+        yield
+    except PyMongoError as exc:
+        if not is_unavailable(exc):
+            raise
+        raise DependencyUnavailable("mongodb") from exc
+
+
+def object_key(driver_id: str, upload_id: str, request: UploadRequest) -> str:
+    """``drivers/<driver>/<doc type>/<upload id><ext>``: the driver id is percent-encoded (no
+    ``/`` or ``..`` survives it) and nothing the client sends beyond the enums takes part."""
+    extension = ContentType(request.content_type).extension
+    return f"drivers/{quote(driver_id, safe='')}/{request.doc_type.value}/{upload_id}{extension}"
+
+
+class UploadRecords:
+    def __init__(
+        self,
+        uploads: AsyncCollection[Document],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._uploads = uploads
+        self._clock = clock
+
+    async def ensure_indexes(self) -> None:
+        with mongo_calls():
+            await self._uploads.create_indexes(
+                [
+                    IndexModel([("driver_id", ASCENDING), ("created_at", ASCENDING)]),
+                    IndexModel([("key", ASCENDING)], unique=True),
+                ]
+            )
+
+    async def create(self, upload_id: str, driver_id: str, request: UploadRequest) -> Document:
+        """A new ``pending_upload`` record, or for a replayed id the existing one.
+
+        Raises :class:`Conflict` when the id is taken by another driver or another request.
+        """
+        now = self._clock()
+        record: Document = {
+            "_id": upload_id,
+            "driver_id": driver_id,
+            **request.model_dump(mode="json"),
+            "key": object_key(driver_id, upload_id, request),
+            "status": UploadStatus.PENDING_UPLOAD.value,
+            "enqueued": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with mongo_calls():
+            try:
+                await self._uploads.insert_one(record)
+            except DuplicateKeyError:
+                existing = await self._uploads.find_one({"_id": upload_id})
+            else:
+                return record
+        same = existing is not None and all(
+            existing.get(name) == value for name, value in request.model_dump(mode="json").items()
+        )
+        if existing is None or existing["driver_id"] != driver_id or not same:
+            raise Conflict("this Idempotency-Key was used for another upload")
+        return existing
+
+    async def get(self, upload_id: str) -> Document | None:
+        with mongo_calls():
+            return await self._uploads.find_one({"_id": upload_id})
+
+    async def by_key(self, key: str) -> Document | None:
+        with mongo_calls():
+            return await self._uploads.find_one({"key": key})
+
+    async def mark_queued(self, upload_id: str, found: dict[str, Any]) -> Document | None:
+        """Move a ``pending_upload`` record to ``queued``; None when another call did first."""
+        now = self._clock()
+        update = {
+            "$set": {
+                "status": UploadStatus.QUEUED.value,
+                "object": found,
+                "queued_at": now,
+                "updated_at": now,
+            }
+        }
+        with mongo_calls():
+            return await self._uploads.find_one_and_update(
+                {"_id": upload_id, "status": UploadStatus.PENDING_UPLOAD.value},
+                update,
+                return_document=ReturnDocument.AFTER,
+            )
+
+    async def mark_enqueued(self, upload_id: str) -> None:
+        with mongo_calls():
+            await self._uploads.update_one({"_id": upload_id}, {"$set": {"enqueued": True}})
+
+    async def claim_delay_notice(self, upload_id: str) -> bool:
+        """True for the one caller that gets to tell the driver the upload is delayed."""
+        with mongo_calls():
+            result = await self._uploads.update_one(
+                {"_id": upload_id, "delay_notified": {"$ne": True}},
+                {"$set": {"delay_notified": True}},
+            )
+        return result.modified_count == 1
