@@ -11,7 +11,8 @@ from tripline.common.errors import DependencyUnavailable
 from tripline.common.queues import TASK_QUEUES, Queue, Task
 from tripline.common.settings import ServiceSettings
 
-# Redis redelivers an unacknowledged message after this long; longer than any task may run.
+# Redis redelivers an unacknowledged message after this long (``CELERY_VISIBILITY_TIMEOUT_S``
+# by default); longer than any task may run or wait to retry.
 VISIBILITY_TIMEOUT_S = 3600
 
 
@@ -40,7 +41,7 @@ def create_celery(settings: ServiceSettings, main: str = "tripline") -> Celery:
         task_send_sent_event=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "visibility_timeout": settings.celery_visibility_timeout_s,
             "socket_timeout": settings.redis_socket_timeout_s,
             "socket_connect_timeout": settings.redis_socket_timeout_s,
             "health_check_interval": 15,

@@ -42,8 +42,8 @@ def create_s3(settings: ServiceSettings) -> S3Client:
         aws_secret_access_key=secret.get_secret_value() if secret else None,
         config=Config(
             connect_timeout=2,
-            read_timeout=10,
-            retries={"mode": "standard", "max_attempts": 3},
+            read_timeout=settings.s3_read_timeout_s,
+            retries={"mode": "standard", "max_attempts": settings.s3_max_attempts},
             signature_version="s3v4",
             s3={"addressing_style": "path"},
             max_pool_connections=50,

@@ -52,6 +52,9 @@ class ServiceSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6380/0"
     redis_max_connections: int = Field(default=200, ge=1)
     redis_socket_timeout_s: float = Field(default=2.0, gt=0)
+    # The broker hands an unacknowledged task to another worker after this long (a worker
+    # died mid-task); every task must finish, and every retry wait be, well within it.
+    celery_visibility_timeout_s: int = Field(default=3600, ge=1)
 
     mongo_url: str = "mongodb://127.0.0.1:27018/?directConnection=true"
     mongo_db: str = "tripline"
@@ -66,6 +69,8 @@ class ServiceSettings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = LOCAL_S3_KEY_ID
     s3_secret_access_key: SecretStr | None = SecretStr("tripline-local-secret")
+    s3_read_timeout_s: float = Field(default=10.0, gt=0)
+    s3_max_attempts: int = Field(default=3, ge=1)
     s3_create_bucket: bool = Field(
         default=True,
         description="Create the bucket when missing; defaults to true only when local.",

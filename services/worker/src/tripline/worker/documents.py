@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -253,12 +254,14 @@ def create_processor(settings: WorkerSettings, producer: Celery) -> DocumentProc
 
 def register_document_tasks(app: Celery, settings: WorkerSettings) -> None:
     processors: list[DocumentProcessor] = []
+    making = threading.Lock()
 
     def processor() -> DocumentProcessor:
         # Made on first use, so each forked child gets its own sockets. With the threads
         # pool one processor serves every thread: its clients are thread-safe.
-        if not processors:
-            processors.append(create_processor(settings, app))
+        with making:
+            if not processors:
+                processors.append(create_processor(settings, app))
         return processors[0]
 
     policy = RetryPolicy(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from tripline.common.celery_app import VISIBILITY_TIMEOUT_S
 from tripline.common.settings import ServiceSettings
 
 
@@ -23,9 +22,7 @@ class WorkerSettings(ServiceSettings):
     notification_timeout_s: float = Field(default=5.0, gt=0)
     notification_max_attempts: int = Field(default=10, ge=1)
     notification_retry_base_s: float = Field(default=1.0, gt=0)
-    # A retry waits on the worker as an unacknowledged message: it must come back well within
-    # the broker's visibility timeout, or Redis hands it to a second worker meanwhile.
-    notification_retry_max_s: float = Field(default=300.0, gt=0, le=VISIBILITY_TIMEOUT_S / 4)
+    notification_retry_max_s: float = Field(default=300.0, gt=0)
     notification_breaker_failures: int = Field(default=50, ge=1)
     notification_breaker_reset_s: float = Field(default=30.0, gt=0)
 
@@ -35,7 +32,7 @@ class WorkerSettings(ServiceSettings):
     payment_timeout_s: float = Field(default=5.0, gt=0)
     payment_max_attempts: int = Field(default=100, ge=1)
     payment_retry_base_s: float = Field(default=1.0, gt=0)
-    payment_retry_max_s: float = Field(default=300.0, gt=0, le=VISIBILITY_TIMEOUT_S / 4)
+    payment_retry_max_s: float = Field(default=300.0, gt=0)
     payment_breaker_failures: int = Field(default=50, ge=1)
     payment_breaker_reset_s: float = Field(default=30.0, gt=0)
 
@@ -43,4 +40,16 @@ class WorkerSettings(ServiceSettings):
     document_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     document_max_attempts: int = Field(default=8, ge=1)
     document_retry_base_s: float = Field(default=1.0, gt=0)
-    document_retry_max_s: float = Field(default=120.0, gt=0, le=VISIBILITY_TIMEOUT_S / 4)
+    document_retry_max_s: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _retries_fit_the_visibility_timeout(self) -> WorkerSettings:
+        # A retry waits on the worker as an unacknowledged message: it must come back well
+        # within the broker's visibility timeout, or Redis hands it to a second worker meanwhile.
+        limit = self.celery_visibility_timeout_s / 4
+        for name in ("notification_retry_max_s", "payment_retry_max_s", "document_retry_max_s"):
+            if getattr(self, name) > limit:
+                raise ValueError(
+                    f"{name} must be at most CELERY_VISIBILITY_TIMEOUT_S / 4 ({limit:g})"
+                )
+        return self

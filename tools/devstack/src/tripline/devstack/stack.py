@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tripline.common.queues import Queue
 from tripline.devstack.backends import BackendPorts, BackendUrls, backend_specs
 from tripline.devstack.probes import celery_worker, http_ok
 from tripline.devstack.process import ProcessSpec
@@ -115,11 +116,39 @@ def service_env(ports: StackPorts, backends: BackendUrls) -> dict[str, str]:
     }
 
 
+GENERAL_QUEUES = tuple(queue for queue in Queue if queue is not Queue.DOCUMENTS)
+
+
+def worker_spec(
+    name: str,
+    redis_url: str,
+    env: dict[str, str],
+    *,
+    queues: tuple[Queue, ...],
+    pool: str = "prefork",
+    concurrency: int = 2,
+) -> ProcessSpec:
+    """A Celery worker consuming ``queues``; ready when its node answers a ping."""
+    instance = f"{name}-1"
+    return ProcessSpec(
+        name,
+        [sys.executable, "-m", "tripline.worker"],
+        celery_worker(redis_url, f"worker@{instance}"),
+        env={
+            **env,
+            "INSTANCE_ID": instance,
+            "WORKER_QUEUES": ",".join(queue.value for queue in queues),
+            "WORKER_POOL": pool,
+            "WORKER_CONCURRENCY": str(concurrency),
+        },
+        stop_timeout_s=20,
+    )
+
+
 def stack_groups(ports: StackPorts, data_dir: Path) -> list[list[ProcessSpec]]:
     """The stack in start order; each inner list starts together."""
     backends = BackendUrls.for_ports(ports.backends)
     env = service_env(ports, backends)
-    worker_node = "worker@worker-1"
     return [
         backend_specs(ports.backends, data_dir, durable=True),
         [
@@ -132,12 +161,16 @@ def stack_groups(ports: StackPorts, data_dir: Path) -> list[list[ProcessSpec]]:
             service_spec("tracking-1", "tripline.tracking", ports.tracking, env),
             service_spec("tracking-2", "tripline.tracking", ports.tracking_2, env),
             service_spec("monitor", "tripline.monitor", ports.monitor, env),
-            ProcessSpec(
-                "worker",
-                [sys.executable, "-m", "tripline.worker"],
-                celery_worker(backends.redis_url, worker_node),
-                env={**env, "INSTANCE_ID": "worker-1"},
-                stop_timeout_s=20,
+            worker_spec("worker", backends.redis_url, env, queues=GENERAL_QUEUES),
+            # Documents wait on S3 and MongoDB far more than they compute: ten threads in one
+            # process cost a few MB where ten prefork children would cost ten interpreters.
+            worker_spec(
+                "worker-documents",
+                backends.redis_url,
+                env,
+                queues=(Queue.DOCUMENTS,),
+                pool="threads",
+                concurrency=10,
             ),
             service_spec("gateway", "tripline.gateway", ports.gateway, env),
         ],
