@@ -152,6 +152,8 @@ async def test_a_driver_on_one_replica_reaches_riders_on_both(platform: Platform
         await driver_socket.send(
             json.dumps({"type": "location", "lat": 52.6, "lng": 13.5, "ts": time.time()})
         )
+        # The driver hears its location acknowledged, not echoed back.
+        assert (await frame(driver_socket))["type"] == "ack"
         for socket in (on_a, on_b):
             seen = await frames_until(socket, start + 3)
             assert [f["seq"] for f in seen] == [start + 1, start + 2, start + 3]
