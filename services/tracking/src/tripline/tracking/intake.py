@@ -95,6 +95,8 @@ class Recorded:
     accepted: int
     rejected: list[dict[str, Any]]
     seqs: list[int]
+    last: Point | None
+    """The newest point now known (for the next batch's jump check)."""
 
     def body(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "rejected": self.rejected}
@@ -120,7 +122,8 @@ class LocationIntake:
     async def record(
         self, trip_id: str, driver_id: str, raw_points: Sequence[Mapping[str, Any]]
     ) -> Recorded:
-        """Screen the driver's points and record the accepted ones.
+        """Screen the driver's points against the trip's latest location and record the
+        accepted ones.
 
         Raises :class:`DependencyUnavailable` when Redis does not take them (nothing is then
         recorded: the driver's app keeps the batch and sends it again).
@@ -129,9 +132,20 @@ class LocationIntake:
         previous = (
             Point.model_validate({k: latest[k] for k in ("lat", "lng", "ts")}) if latest else None
         )
+        return await self.record_after(previous, trip_id, driver_id, raw_points)
+
+    async def record_after(
+        self,
+        previous: Point | None,
+        trip_id: str,
+        driver_id: str,
+        raw_points: Sequence[Mapping[str, Any]],
+    ) -> Recorded:
+        """:meth:`record`, with the jump check starting from ``previous`` (a socket remembers
+        its driver's last point, sparing a Redis read per point)."""
         screened = screen(raw_points, now=self._clock(), previous=previous, rules=self._rules)
         if not screened.accepted:
-            return Recorded(0, screened.rejected, [])
+            return Recorded(0, screened.rejected, [], previous)
         args: list[Any] = [
             events_channel(trip_id),
             HISTORY_MAX,
@@ -153,7 +167,8 @@ class LocationIntake:
         except (RedisError, OSError) as exc:
             raise DependencyUnavailable("redis", "locations cannot be recorded right now") from exc
         numbers = [int(seq) for seq in seqs]
-        return Recorded(len(screened.accepted), screened.rejected, [n for n in numbers if n])
+        last = screened.accepted[-1].point
+        return Recorded(len(screened.accepted), screened.rejected, [n for n in numbers if n], last)
 
     @staticmethod
     def _point_args(trip_id: str, driver_id: str, accepted: Accepted) -> list[Any]:

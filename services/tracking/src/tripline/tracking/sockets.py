@@ -35,6 +35,7 @@ from tripline.tracking.context import Tracking, tracking_of
 from tripline.tracking.hub import TRY_AGAIN_LATER
 from tripline.tracking.outbox import LOCATION, Frame, Outbox
 from tripline.tracking.parties import TripParties
+from tripline.tracking.points import Point
 from tripline.tracking.resume import Start, plan_start
 from tripline.tracking.store import check_trip_id
 
@@ -126,10 +127,12 @@ async def send_start(
         await websocket.send_text(text)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Caller:
     identity: Identity
     token: str
+    last_point: Point | None = None
+    """The last location this socket's driver sent, the start of the next jump check."""
 
 
 async def converse(
@@ -204,7 +207,13 @@ async def answer(
         if not parties.is_driver(identity):
             refusal = frames.FrameError("forbidden", "only the trip's driver sends locations")
             return Frame(frames.error(refusal))
-        recorded = await tracking.intake.record(trip_id, identity.user_id, [frame.point])
+        if caller.last_point is None:
+            recorded = await tracking.intake.record(trip_id, identity.user_id, [frame.point])
+        else:
+            recorded = await tracking.intake.record_after(
+                caller.last_point, trip_id, identity.user_id, [frame.point]
+            )
+        caller.last_point = recorded.last
     except TriplineError as exc:
         return Frame(frames.error(frames.FrameError(exc.slug, exc.detail)))
     if recorded.rejected:

@@ -47,8 +47,7 @@ async def complete(uploads: Uploads, record: Document) -> Document:
     if status is UploadStatus.PENDING_UPLOAD:
         head = await uploads.bucket.head(record["key"])
         found = check_object(record, head, uploads.settings.max_upload_bytes)
-        queued = await uploads.records.mark_queued(record["_id"], found)
-        if queued is None:
+        if not await uploads.records.mark_queued(record["_id"], found):
             return await _current(uploads, record["_id"])
         await uploads.queue.enqueue(record["_id"])
         await uploads.records.mark_enqueued(record["_id"])

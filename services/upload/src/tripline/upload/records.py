@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -95,8 +95,13 @@ class UploadRecords:
         with mongo_calls():
             return await self._uploads.find_one({"key": key})
 
-    async def mark_queued(self, upload_id: str, found: dict[str, Any]) -> Document | None:
-        """Move a ``pending_upload`` record to ``queued``; None when another call did first."""
+    async def mark_queued(self, upload_id: str, found: dict[str, Any]) -> bool:
+        """Move a ``pending_upload`` record to ``queued``; False when another call did first.
+
+        An ``update_one`` rather than ``find_one_and_update``: SecantusDB (the local MongoDB)
+        serves the latter with a full collection scan whatever the filter (57 ms against
+        1.6 ms at 7,000 uploads, measured), and the caller reads the record afterwards anyway.
+        """
         now = self._clock()
         update = {
             "$set": {
@@ -107,11 +112,10 @@ class UploadRecords:
             }
         }
         with mongo_calls():
-            return await self._uploads.find_one_and_update(
-                {"_id": upload_id, "status": UploadStatus.PENDING_UPLOAD.value},
-                update,
-                return_document=ReturnDocument.AFTER,
+            result = await self._uploads.update_one(
+                {"_id": upload_id, "status": UploadStatus.PENDING_UPLOAD.value}, update
             )
+        return result.modified_count == 1
 
     async def mark_enqueued(self, upload_id: str) -> None:
         with mongo_calls():
