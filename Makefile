@@ -12,10 +12,10 @@ PYTEST_ARGS ?=
 MANIFESTS := pyproject.toml uv.lock libs/common/pyproject.toml tools/devstack/pyproject.toml \
 	$(wildcard services/*/pyproject.toml)
 
-.PHONY: help install up start stop status logs token lint typecheck test bench-gateway bench-core clean
+.PHONY: help install up start stop status logs token lint typecheck test bench-gateway bench-core bench-tracking bench-uploads clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
@@ -60,6 +60,12 @@ bench-gateway: install ## gateway vs express-gw on ../shared/bench + limit check
 
 bench-core: install ## core's caches through the gateway, hot vs cold keys + hit ratio: DURATION=15s VUS=20
 	tools/bench/core.sh
+
+bench-uploads: install ## presign/complete rps through the gateway + worker documents/s, queue depth: DURATION=15s VUS=20 KEYS=3000 DOCS=200
+	tools/bench/uploads.sh
+
+bench-tracking: install ## tracking fan-out vs the Socket.io reference: NS="1000 3000" DURATION=30s SKIP_REFERENCE=1 SKIP_GATEWAY=1
+	tools/bench/tracking.sh
 
 clean: stop ## remove the venv, local data and caches
 	rm -rf .venv .tools .data .pytest_cache .mypy_cache .ruff_cache
