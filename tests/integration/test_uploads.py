@@ -126,7 +126,7 @@ async def test_idempotent_presign_completion_rules_and_ownership(
     assert (await verdict(service, driver, upload_id))["status"] == "verified"
 
 
-async def test_queue_positions_count_from_one(
+async def test_queue_positions_count_from_one_and_shrink_as_the_worker_drains(
     service: httpx.AsyncClient, backends: Backends, providers: Providers
 ) -> None:
     redis = Redis.from_url(backends.urls.redis_url)
@@ -146,5 +146,15 @@ async def test_queue_positions_count_from_one(
     assert first is not None
     assert [v["queue_position"] for v in views] == [first + 1, first + 2, first + 3]
     assert all(v["estimated_wait_seconds"] > 0 for v in views)
+    last = ids[-1]
+    seen = [views[-1]["queue_position"]]
+    deadline = asyncio.get_running_loop().time() + scaled(40)
+    while asyncio.get_running_loop().time() < deadline:
+        view = (await service.get(f"/api/uploads/{last}", headers=auth(driver, Role.DRIVER))).json()
+        if view["status"] in ("verified", "rejected", "failed"):
+            break
+        seen.append(view["queue_position"])
+        await asyncio.sleep(0.05)
+    assert seen == sorted(seen, reverse=True), seen
     for upload_id in ids:
         assert (await verdict(service, driver, upload_id))["status"] == "verified"
