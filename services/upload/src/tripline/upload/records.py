@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +19,9 @@ from tripline.common.documents import UploadStatus
 from tripline.common.errors import Conflict, DependencyUnavailable
 from tripline.common.mongo import Document, is_unavailable
 from tripline.upload.models import ContentType, UploadRequest
+
+# How long an upload that was never completed is kept after its presigned POST expired.
+ABANDONED_AFTER_S = 86_400
 
 
 @contextmanager
@@ -54,10 +57,15 @@ class UploadRecords:
                 [
                     IndexModel([("driver_id", ASCENDING), ("created_at", ASCENDING)]),
                     IndexModel([("key", ASCENDING)], unique=True),
+                    # Uploads never completed disappear a day after their presigned POST
+                    # expired; completed ones lose the field and stay.
+                    IndexModel([("expire_at", ASCENDING)], expireAfterSeconds=0),
                 ]
             )
 
-    async def create(self, upload_id: str, driver_id: str, request: UploadRequest) -> Document:
+    async def create(
+        self, upload_id: str, driver_id: str, request: UploadRequest, *, presign_expiry_s: int
+    ) -> Document:
         """A new ``pending_upload`` record, or for a replayed id the existing one.
 
         Raises :class:`Conflict` when the id is taken by another driver or another request.
@@ -70,6 +78,7 @@ class UploadRecords:
             "key": object_key(driver_id, upload_id, request),
             "status": UploadStatus.PENDING_UPLOAD.value,
             "enqueued": False,
+            "expire_at": now + timedelta(seconds=presign_expiry_s + ABANDONED_AFTER_S),
             "created_at": now,
             "updated_at": now,
         }
@@ -109,7 +118,8 @@ class UploadRecords:
                 "object": found,
                 "queued_at": now,
                 "updated_at": now,
-            }
+            },
+            "$unset": {"expire_at": ""},
         }
         with mongo_calls():
             result = await self._uploads.update_one(

@@ -66,7 +66,9 @@ async def presign(request: Request) -> Response:
             errors=[{"loc": "size_bytes", "msg": "too large"}],
         )
     upload_id = upload_id_for(identity.user_id, request.headers.get("idempotency-key"))
-    record = await uploads.records.create(upload_id, identity.user_id, body)
+    record = await uploads.records.create(
+        upload_id, identity.user_id, body, presign_expiry_s=uploads.settings.presign_expiry_s
+    )
     expires_s = uploads.settings.presign_expiry_s
     post = await uploads.bucket.presigned_post(
         record["key"],

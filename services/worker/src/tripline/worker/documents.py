@@ -58,6 +58,7 @@ else:
 log = get_logger(__name__)
 
 DEAD_LETTERS = "documents:dead"
+DEAD_MAX = 10_000
 CHUNK_BYTES = 64 * 1024
 SPOOL_BYTES = 2 * 1024 * 1024
 MISSING_OBJECT_CODES = {"404", "NoSuchKey", "NotFound"}
@@ -128,7 +129,9 @@ class DocumentProcessor:
     def give_up(self, upload_id: str, reason: str) -> str:
         """Mark the upload failed and leave a dead-letter entry; returns the outcome."""
         with dependency_calls("redis"):
-            self._redis.xadd(DEAD_LETTERS, {"upload_id": upload_id, "reason": reason[:500]})
+            self._redis.xadd(
+                DEAD_LETTERS, {"upload_id": upload_id, "reason": reason[:500]}, maxlen=DEAD_MAX
+            )
             self._redis.zrem(QUEUE_KEY, upload_id)
         self._set_status(
             upload_id, UploadStatus.FAILED, {"reason": "we could not check it; upload it again"}
