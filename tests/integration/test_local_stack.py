@@ -56,7 +56,7 @@ def test_start_then_stop_leaves_nothing_running(stack_env: dict[str, str]) -> No
     state_file = Path(stack_env["TRIPLINE_DATA_DIR"]) / "run" / "stack.json"
     state = json.loads(state_file.read_text())
     pids = [entry["pid"] for entry in (state["supervisor"], *state["processes"].values())]
-    assert len(state["processes"]) == 12
+    assert len(state["processes"]) == 13  # 3 backends, 2 sandboxes, 6 services, 2 workers
 
     health = httpx.get(f"http://127.0.0.1:{stack_env['GATEWAY_PORT']}/health", timeout=10)
     assert health.status_code == 200
