@@ -42,6 +42,12 @@ def create_celery(settings: ServiceSettings, main: str = "tripline") -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.celery_visibility_timeout_s,
+            # How soon a dead worker's unacknowledged task goes back on its queue once its
+            # visibility has run out: kombu's default sweep is every ~100 s (10 s, and only
+            # one call in 10 scans); one cheap scan every quarter of the visibility, at most
+            # a minute, keeps redelivery close to the visibility timeout.
+            "unacked_restore_interval": max(1, min(60, settings.celery_visibility_timeout_s // 4)),
+            "unacked_restore_throttle": 1,
             "socket_timeout": settings.redis_socket_timeout_s,
             "socket_connect_timeout": settings.redis_socket_timeout_s,
             "health_check_interval": 15,
