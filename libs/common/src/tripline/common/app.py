@@ -9,7 +9,6 @@ created at import time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import MappingProxyType
@@ -37,6 +36,7 @@ from tripline.common.health import Health, live_endpoint, ready_endpoint
 from tripline.common.metrics import HttpMetrics, metrics_endpoint
 from tripline.common.middleware import ServiceMiddleware
 from tripline.common.settings import ServiceSettings
+from tripline.common.tasks import stop_task
 
 
 def websocket_close_code(status: int) -> int:
@@ -135,10 +135,4 @@ def run_in_background(stack: AsyncExitStack, work: Coroutine[Any, Any, None]) ->
     """Run ``work`` (a loop that runs until cancelled) for the life of ``stack``: it is
     cancelled, and awaited, when the stack closes (the app's lifespan ends)."""
     task = asyncio.create_task(work)
-
-    async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    stack.push_async_callback(stop)
+    stack.push_async_callback(stop_task, task)

@@ -52,6 +52,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from tripline.common.logs import get_logger
+from tripline.common.tasks import stop_task
 
 JSON: TypeAlias = dict[str, Any] | list[Any] | str | int | float | bool | None
 Loader: TypeAlias = Callable[[], Awaitable[JSON]]
@@ -199,9 +200,7 @@ class TwoLayerCache:
         listener, self._listener = self._listener, None
         if listener is not None:
             # The loops also check the task, for a cancellation swallowed inside the client.
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            await stop_task(listener)
 
     async def get(self, key: str, loader: Loader, *, ttl_s: float) -> JSON:
         """The value of ``key``: from the local layer (for ``min(local_ttl_s, ttl_s)``), Redis

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 from celery import Celery
@@ -20,6 +20,7 @@ from redis.exceptions import RedisError, ResponseError
 from tripline.common.errors import DependencyUnavailable, NotFound
 from tripline.common.logs import get_logger
 from tripline.common.mongo import Document
+from tripline.common.tasks import stop_task
 from tripline.core.context import Core
 from tripline.core.repository import translate_errors
 from tripline.core.sos import (
@@ -150,9 +151,7 @@ async def running(
     try:
         yield sos
     finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
 
 
 def _text(value: bytes | str) -> str:

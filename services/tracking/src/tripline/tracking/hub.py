@@ -22,6 +22,7 @@ from tripline.common.channels import events_channel
 from tripline.common.errors import DependencyUnavailable
 from tripline.common.health import Health
 from tripline.common.logs import get_logger
+from tripline.common.tasks import stop_task
 from tripline.tracking.outbox import Frame
 
 log = get_logger(__name__)
@@ -100,9 +101,7 @@ class Hub:
     async def stop(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            await stop_task(listener)
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
