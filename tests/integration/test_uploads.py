@@ -16,7 +16,7 @@ from tripline.common.documents import QUEUE_KEY
 from tripline.devstack.documents import jpeg, pdf, png, presign, send_to_s3, upload, verdict
 from tripline.devstack.harness import Backends, scaled, serve_app
 from tripline.devstack.pytest_plugin import Providers
-from tripline.devstack.testing import auth, fresh
+from tripline.devstack.testing import auth, eventually, fresh
 from tripline.upload.app import create_app
 from tripline.upload.settings import UploadSettings
 
@@ -158,3 +158,41 @@ async def test_queue_positions_count_from_one_and_shrink_as_the_worker_drains(
     assert seen == sorted(seen, reverse=True), seen
     for upload_id in ids:
         assert (await verdict(service, driver, upload_id))["status"] == "verified"
+
+
+async def test_a_delayed_upload_tells_its_driver_once(
+    providers: Providers, settings_for: Callable[..., Any]
+) -> None:
+    settings = settings_for(
+        UploadSettings,
+        instance_id=fresh("upload"),
+        mongo_db=providers.database,
+        delay_threshold_s=0.001,
+        delay_check_interval_s=0.2,
+    )
+    driver = fresh("driver")
+    async with (
+        serve_app(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, timeout=scaled(10)) as service,
+        httpx.AsyncClient(base_url=providers.sandbox_url, timeout=scaled(10)) as sandbox,
+    ):
+        await asyncio.to_thread(providers.worker.pause)
+        try:
+            upload_id = await upload(service, driver, jpeg(), "image/jpeg")
+            view = await service.get(f"/api/uploads/{upload_id}", headers=auth(driver, Role.DRIVER))
+            assert view.json()["delayed"] is True
+            await asyncio.sleep(scaled(1))  # several checks pass while it waits
+        finally:
+            await asyncio.to_thread(providers.worker.resume)
+
+        async def notices() -> list[dict[str, Any]] | None:
+            answer = await sandbox.get("/v1/notifications", params={"to": f"driver:{driver}"})
+            items: list[dict[str, Any]] = answer.json()["items"]
+            delayed = [item for item in items if "in line" in item["message"]]
+            return delayed or None
+
+        delayed = await eventually(notices)
+        assert (await verdict(service, driver, upload_id))["status"] == "verified"
+        await asyncio.sleep(scaled(0.5))
+        assert len(await notices() or []) == len(delayed) == 1
+        assert delayed[0]["reference"] == upload_id
