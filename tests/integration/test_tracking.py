@@ -309,3 +309,20 @@ async def test_a_batch_sent_again_is_recorded_once(platform: Platform) -> None:
         assert first.json() == again.json() == {"accepted": 3, "rejected": []}
         await platform.post(0, trip_id, driver, points(1))
         assert (await frame(socket))["seq"] == seq + 1
+
+
+async def test_a_driver_who_just_accepted_may_watch_at_once(platform: Platform) -> None:
+    rider, driver = fresh("rider"), fresh("driver")
+    created = await platform.core.post("/api/trips", json=TRIP, headers=auth(rider, Role.RIDER))
+    trip_id = created.json()["id"]
+    async with connect(platform.ws(0, trip_id, rider, Role.RIDER)) as watching:
+        assert (await frame(watching))["status"] == "requested"
+        accepted = await platform.core.post(
+            f"/api/trips/{trip_id}/status",
+            json={"status": "accepted"},
+            headers=auth(driver, Role.DRIVER),
+        )
+        assert accepted.status_code == 200
+        async with connect(platform.ws(0, trip_id, driver, Role.DRIVER)) as driving:
+            snapshot = await frame(driving)
+    assert (snapshot["type"], snapshot["status"]) == ("snapshot", "accepted")

@@ -3,7 +3,8 @@
 Core keeps each trip's parties in Redis (``tripline.common.channels.record_parties``); when the
 record is missing or Redis fails, core's internal endpoint answers instead, asked with the
 caller's own token so core applies its own visibility rule. Either answer is trusted for
-``PARTIES_CACHE_S`` (2 s): a driver who just accepted waits at most that long to be let in.
+``PARTIES_CACHE_S`` (2 s) to let callers in; a refusal is always checked afresh, so a driver
+who has just accepted the trip is let in at once.
 """
 
 from __future__ import annotations
@@ -65,14 +66,18 @@ class Parties:
         """The trip's parties when ``identity`` may watch it; raises :class:`NotFound` otherwise
         (an outsider learns nothing) and :class:`DependencyUnavailable` when neither Redis nor
         core can tell."""
-        parties = await self._lookup(trip_id, token)
+        parties = await self._lookup(trip_id, token, cached_ok=True)
+        if parties is None or not parties.may_watch(identity):
+            # A refusal is never taken from the cache: the caller may be the driver who has
+            # just accepted the trip.
+            parties = await self._lookup(trip_id, token, cached_ok=False)
         if parties is None or not parties.may_watch(identity):
             raise NotFound(f"no trip {trip_id}")
         return parties
 
-    async def _lookup(self, trip_id: str, token: str) -> TripParties | None:
+    async def _lookup(self, trip_id: str, token: str, *, cached_ok: bool) -> TripParties | None:
         cached = self._cache.get(trip_id)
-        if cached is not None and cached[0] > self._clock():
+        if cached_ok and cached is not None and cached[0] > self._clock():
             return cached[1]
         parties = await self._from_redis(trip_id)
         if parties is None:
