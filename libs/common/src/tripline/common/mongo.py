@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from pymongo import AsyncMongoClient, ReadPreference
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 
+from tripline.common.errors import DependencyUnavailable
 from tripline.common.settings import ServiceSettings
 
 Document = dict[str, Any]
@@ -19,6 +20,18 @@ def is_unavailable(exc: PyMongoError) -> bool:
     """True when ``exc`` means the database did not answer (no server to select, a dropped
     connection, a timeout), as opposed to refusing the request."""
     return exc.timeout or isinstance(exc, ConnectionFailure | ExecutionTimeout | WTimeoutError)
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise pymongo's "not answering" errors as ``DependencyUnavailable("mongodb")``; any
+    other ``PyMongoError`` (an invalid command or document) is a bug and propagates."""
+    try:
+        yield
+    except PyMongoError as exc:
+        if not is_unavailable(exc):
+            raise
+        raise DependencyUnavailable("mongodb") from exc
 
 
 def create_mongo(settings: ServiceSettings) -> AsyncMongoClient[Document]:

@@ -34,13 +34,13 @@ from starlette.routing import Route
 from tripline.common.celery_app import enqueue
 from tripline.common.errors import Conflict, DependencyUnavailable, NotFound, TriplineError
 from tripline.common.logs import get_logger
-from tripline.common.mongo import Document
+from tripline.common.mongo import Document, translate_errors
 from tripline.common.queues import Task
 from tripline.common.validation import parse_body
 from tripline.core.context import core_of
 from tripline.core.models import PaymentRequest
 from tripline.core.payment_provider import ChargePending, ChargeRefused, PaymentProvider
-from tripline.core.repository import stored_time, translate_errors
+from tripline.core.repository import stored_time
 from tripline.core.trips import TripStatus
 
 log = get_logger(__name__)

@@ -15,18 +15,17 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, GEOSPHERE, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
-from tripline.common.errors import Conflict, DependencyUnavailable, ValidationFailed
-from tripline.common.mongo import Document, is_unavailable, read_heavy
+from tripline.common.errors import Conflict, ValidationFailed
+from tripline.common.mongo import Document, read_heavy, translate_errors
 
 Clock = Callable[[], datetime]
 
@@ -49,17 +48,6 @@ def stored_time(clock: Clock) -> datetime:
     later read finds."""
     now = clock()
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-@contextmanager
-def translate_errors() -> Iterator[None]:
-    """Re-raise pymongo's "not answering" errors as ``DependencyUnavailable("mongodb")``."""
-    try:
-        yield
-    except PyMongoError as exc:
-        if not is_unavailable(exc):
-            raise
-        raise DependencyUnavailable("mongodb") from exc
 
 
 def point(*, lat: float, lng: float) -> Document:

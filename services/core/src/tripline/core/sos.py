@@ -30,12 +30,11 @@ from tripline.common.auth import Identity
 from tripline.common.channels import publish_event, read_parties
 from tripline.common.errors import DependencyUnavailable, NotFound
 from tripline.common.logs import get_logger
-from tripline.common.mongo import Document
+from tripline.common.mongo import Document, translate_errors
 from tripline.common.notifications import Notification, notification_id, queue_notifications
 from tripline.common.validation import parse_body
 from tripline.core.context import Core, core_of
 from tripline.core.models import SosRequest
-from tripline.core.repository import translate_errors
 
 log = get_logger(__name__)
 

@@ -19,10 +19,9 @@ from redis.exceptions import RedisError, ResponseError
 
 from tripline.common.errors import DependencyUnavailable, NotFound
 from tripline.common.logs import get_logger
-from tripline.common.mongo import Document
+from tripline.common.mongo import Document, translate_errors
 from tripline.common.tasks import stop_task
 from tripline.core.context import Core
-from tripline.core.repository import translate_errors
 from tripline.core.sos import (
     ARCHIVE_BATCH,
     SOS_GROUP,

@@ -5,33 +5,22 @@ Every method may raise :class:`DependencyUnavailable` when MongoDB does not answ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from tripline.common.documents import UploadStatus
-from tripline.common.errors import Conflict, DependencyUnavailable
-from tripline.common.mongo import Document, is_unavailable
+from tripline.common.errors import Conflict
+from tripline.common.mongo import Document, translate_errors
 from tripline.upload.models import ContentType, UploadRequest
 
 # How long an upload that was never completed is kept after its presigned POST expired.
 ABANDONED_AFTER_S = 86_400
-
-
-@contextmanager
-def mongo_calls() -> Iterator[None]:
-    try:
-        yield
-    except PyMongoError as exc:
-        if not is_unavailable(exc):
-            raise
-        raise DependencyUnavailable("mongodb") from exc
 
 
 def object_key(driver_id: str, upload_id: str, request: UploadRequest) -> str:
@@ -52,7 +41,7 @@ class UploadRecords:
         self._clock = clock
 
     async def ensure_indexes(self) -> None:
-        with mongo_calls():
+        with translate_errors():
             await self._uploads.create_indexes(
                 [
                     IndexModel([("driver_id", ASCENDING), ("created_at", ASCENDING)]),
@@ -82,7 +71,7 @@ class UploadRecords:
             "created_at": now,
             "updated_at": now,
         }
-        with mongo_calls():
+        with translate_errors():
             try:
                 await self._uploads.insert_one(record)
             except DuplicateKeyError:
@@ -97,11 +86,11 @@ class UploadRecords:
         return existing
 
     async def get(self, upload_id: str) -> Document | None:
-        with mongo_calls():
+        with translate_errors():
             return await self._uploads.find_one({"_id": upload_id})
 
     async def by_key(self, key: str) -> Document | None:
-        with mongo_calls():
+        with translate_errors():
             return await self._uploads.find_one({"key": key})
 
     async def mark_queued(self, upload_id: str, found: dict[str, Any]) -> bool:
@@ -121,19 +110,19 @@ class UploadRecords:
             },
             "$unset": {"expire_at": ""},
         }
-        with mongo_calls():
+        with translate_errors():
             result = await self._uploads.update_one(
                 {"_id": upload_id, "status": UploadStatus.PENDING_UPLOAD.value}, update
             )
         return result.modified_count == 1
 
     async def mark_enqueued(self, upload_id: str) -> None:
-        with mongo_calls():
+        with translate_errors():
             await self._uploads.update_one({"_id": upload_id}, {"$set": {"enqueued": True}})
 
     async def claim_delay_notice(self, upload_id: str) -> bool:
         """True for the one caller that gets to tell the driver the upload is delayed."""
-        with mongo_calls():
+        with translate_errors():
             result = await self._uploads.update_one(
                 {"_id": upload_id, "delay_notified": {"$ne": True}},
                 {"$set": {"delay_notified": True}},

@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import IO, TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from celery import Celery, Task
 from pymongo import MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
 from redis import Redis
-from redis.exceptions import RedisError
 
 from tripline.common.celery_app import enqueue
 from tripline.common.documents import (
@@ -40,14 +36,17 @@ from tripline.common.documents import (
     UPLOADS,
     UploadStatus,
 )
-from tripline.common.errors import DependencyUnavailable
 from tripline.common.logs import get_logger
-from tripline.common.mongo import is_unavailable
 from tripline.common.notifications import Notification, notification_id, notification_key
 from tripline.common.queues import Task as TaskName
 from tripline.common.s3 import create_s3
 from tripline.worker.inspection import Verdict, inspect
-from tripline.worker.retrying import RetryPolicy, TransientFailure
+from tripline.worker.retrying import (
+    RetryPolicy,
+    TransientFailure,
+    dependency_calls,
+    per_process,
+)
 from tripline.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -70,19 +69,6 @@ class Outcome(StrEnum):
     ALREADY_FINISHED = "already_finished"
     MISSING = "missing"
     GAVE_UP = "gave_up"
-
-
-@contextmanager
-def dependency_calls(name: str) -> Iterator[None]:
-    """Re-raise a dependency not answering as :class:`TransientFailure`."""
-    try:
-        yield
-    except (RedisError, OSError, BotoCoreError, DependencyUnavailable) as exc:
-        raise TransientFailure(f"{name}: {exc!r}") from exc
-    except PyMongoError as exc:
-        if not is_unavailable(exc):
-            raise
-        raise TransientFailure(f"mongodb: {exc!r}") from exc
 
 
 class DocumentProcessor:
@@ -256,16 +242,7 @@ def create_processor(settings: WorkerSettings, producer: Celery) -> DocumentProc
 
 
 def register_document_tasks(app: Celery, settings: WorkerSettings) -> None:
-    processors: list[DocumentProcessor] = []
-    making = threading.Lock()
-
-    def processor() -> DocumentProcessor:
-        # Made on first use, so each forked child gets its own sockets. With the threads
-        # pool one processor serves every thread: its clients are thread-safe.
-        with making:
-            if not processors:
-                processors.append(create_processor(settings, app))
-        return processors[0]
+    processor = per_process(lambda: create_processor(settings, app))
 
     policy = RetryPolicy(
         max_attempts=settings.document_max_attempts,

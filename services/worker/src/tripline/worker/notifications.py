@@ -29,7 +29,7 @@ from tripline.common.mongo import is_unavailable
 from tripline.common.notifications import notification_key
 from tripline.common.queues import Task as TaskName
 from tripline.worker.provider import ProviderClient
-from tripline.worker.retrying import RetryPolicy, TransientFailure
+from tripline.worker.retrying import RetryPolicy, TransientFailure, per_process
 from tripline.worker.settings import WorkerSettings
 
 log = get_logger(__name__)
@@ -176,13 +176,7 @@ def create_notifier(settings: WorkerSettings) -> Notifier:
 
 
 def register_notification_tasks(app: Celery, settings: WorkerSettings) -> None:
-    notifiers: list[Notifier] = []
-
-    def notifier() -> Notifier:
-        # Made on first use, so each forked child gets its own sockets and breaker.
-        if not notifiers:
-            notifiers.append(create_notifier(settings))
-        return notifiers[0]
+    notifier = per_process(lambda: create_notifier(settings))
 
     policy = RetryPolicy(
         max_attempts=settings.notification_max_attempts,

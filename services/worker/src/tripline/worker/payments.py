@@ -10,8 +10,7 @@ with backoff for many hours (``PAYMENT_MAX_ATTEMPTS``): the money is owed either
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -20,15 +19,18 @@ import httpx
 from celery import Celery, Task
 from pymongo import MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
 
 from tripline.common.breaker import CircuitBreaker
 from tripline.common.logs import get_logger
-from tripline.common.mongo import is_unavailable
 from tripline.common.providers import payment_charge, payment_key
 from tripline.common.queues import Task as TaskName
 from tripline.worker.provider import ProviderClient
-from tripline.worker.retrying import RetryPolicy, TransientFailure
+from tripline.worker.retrying import (
+    RetryPolicy,
+    TransientFailure,
+    dependency_calls,
+    per_process,
+)
 from tripline.worker.settings import WorkerSettings
 
 log = get_logger(__name__)
@@ -43,17 +45,6 @@ class Outcome(StrEnum):
     ALREADY_SETTLED = "already_settled"
     MISSING = "missing"
     GAVE_UP = "gave_up"
-
-
-@contextmanager
-def database_calls() -> Iterator[None]:
-    """Re-raise MongoDB not answering as :class:`TransientFailure`; other errors propagate."""
-    try:
-        yield
-    except PyMongoError as exc:
-        if not is_unavailable(exc):
-            raise
-        raise TransientFailure(f"mongodb: {exc!r}") from exc
 
 
 class Confirmer:
@@ -75,7 +66,7 @@ class Confirmer:
 
         Raises :class:`TransientFailure` when the provider or MongoDB should be asked again.
         """
-        with database_calls():
+        with dependency_calls("mongodb"):
             record = self._payments.find_one({"_id": payment_id})
         if record is None:
             log.error("payment record missing", payment_id=payment_id)
@@ -99,7 +90,7 @@ class Confirmer:
     def abandon(self, payment_id: str, reason: str) -> None:
         """Mark the payment as no longer retried by the worker (it stays pending: an operator
         or the rider's next request settles it)."""
-        with database_calls():
+        with dependency_calls("mongodb"):
             self._payments.update_one(
                 {"_id": payment_id, "status": PENDING},
                 {"$set": {"abandoned_reason": reason, "updated_at": self._clock()}},
@@ -108,7 +99,7 @@ class Confirmer:
     def _settle(self, record: Mapping[str, Any], outcome: Outcome, changes: dict[str, Any]) -> None:
         condition = {"_id": record["_id"], "attempt": record["attempt"], "status": PENDING}
         update = {"$set": {**changes, "status": outcome.value, "updated_at": self._clock()}}
-        with database_calls():
+        with dependency_calls("mongodb"):
             self._payments.update_one(condition, update)
 
 
@@ -133,13 +124,7 @@ def create_confirmer(settings: WorkerSettings) -> Confirmer:
 
 
 def register_payment_tasks(app: Celery, settings: WorkerSettings) -> None:
-    confirmers: list[Confirmer] = []
-
-    def confirmer() -> Confirmer:
-        # Made on first use, so each forked child gets its own sockets and breaker.
-        if not confirmers:
-            confirmers.append(create_confirmer(settings))
-        return confirmers[0]
+    confirmer = per_process(lambda: create_confirmer(settings))
 
     policy = RetryPolicy(
         max_attempts=settings.payment_max_attempts,

@@ -7,19 +7,41 @@ well inside the broker's visibility timeout (see :class:`~tripline.worker.settin
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from botocore.exceptions import BotoCoreError
 from celery import Task
+from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
 
+from tripline.common.errors import DependencyUnavailable
 from tripline.common.logs import get_logger
+from tripline.common.mongo import is_unavailable
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 
 class TransientFailure(Exception):
     """The work may succeed later: retry it."""
+
+
+@contextmanager
+def dependency_calls(name: str) -> Iterator[None]:
+    """Re-raise a dependency not answering as :class:`TransientFailure`."""
+    try:
+        yield
+    except (RedisError, OSError, BotoCoreError, DependencyUnavailable) as exc:
+        raise TransientFailure(f"{name}: {exc!r}") from exc
+    except PyMongoError as exc:
+        if not is_unavailable(exc):
+            raise
+        raise TransientFailure(f"mongodb: {exc!r}") from exc
 
 
 def backoff_s(
@@ -64,3 +86,22 @@ class RetryPolicy:
             **subject,
         )
         raise task.retry(exc=exc, countdown=delay) from exc
+
+
+def per_process(factory: Callable[[], T]) -> Callable[[], T]:
+    """A getter that makes ``factory()`` on first use and then returns the same object.
+
+    Tasks call it at run time, so each forked pool child makes its own clients (sockets and
+    breakers are never shared across a fork); with the threads pool one object serves every
+    thread, made once under a lock.
+    """
+    made: list[T] = []
+    lock = threading.Lock()
+
+    def get() -> T:
+        with lock:
+            if not made:
+                made.append(factory())
+        return made[0]
+
+    return get
