@@ -32,7 +32,7 @@ from tripline.common.errors import (
     problem_body,
     problem_response,
 )
-from tripline.common.health import Health, live_endpoint, ready_endpoint
+from tripline.common.health import DependencyCollector, Health, live_endpoint, ready_endpoint
 from tripline.common.metrics import HttpMetrics, metrics_endpoint
 from tripline.common.middleware import ServiceMiddleware
 from tripline.common.settings import ServiceSettings
@@ -107,6 +107,7 @@ def service_app(
     ``middleware`` runs inside the common layer, before routing (the gateway's hot path).
     """
     registry = registry or CollectorRegistry()
+    registry.register(DependencyCollector(health, settings.service_name))
     common_routes = [
         Route("/health/live", live_endpoint, methods=["GET"]),
         Route("/health/ready", ready_endpoint(health), methods=["GET"]),

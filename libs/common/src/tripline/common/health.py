@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -53,6 +55,7 @@ class Health:
     _draining: asyncio.Event = field(default_factory=asyncio.Event)
     _probes: dict[str, tuple[Probe, bool]] = field(default_factory=dict)
     _in_flight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _last: dict[str, CheckResult] = field(default_factory=dict)
 
     def add(self, name: str, probe: Probe, *, required: bool = True) -> None:
         self._probes[name] = (probe, required)
@@ -68,6 +71,10 @@ class Health:
     async def wait_draining(self) -> None:
         """Return once draining has started."""
         await self._draining.wait()
+
+    def last_results(self) -> list[CheckResult]:
+        """The outcome of each probe's latest check (none before the first check)."""
+        return list(self._last.values())
 
     async def check(self) -> list[CheckResult]:
         """Run every probe concurrently, each bounded by ``timeout_s``; never raises.
@@ -99,7 +106,9 @@ class Health:
         else:
             error = None
         latency_ms = (self.clock() - started) * 1000
-        return CheckResult(name, error is None, required, latency_ms, error)
+        result = CheckResult(name, error is None, required, latency_ms, error)
+        self._last[name] = result
+        return result
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Return ``(ready, body)`` for ``/health/ready``."""
@@ -120,6 +129,33 @@ async def _call(probe: Probe) -> None:
 def _retrieve(task: asyncio.Task[None]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+class DependencyCollector(Collector):
+    """``tripline_dependency_up`` and ``tripline_dependency_check_seconds`` per dependency, from
+    the latest readiness check (Kubernetes asks every few seconds; so does the monitor)."""
+
+    def __init__(self, health: Health, service: str) -> None:
+        self._health = health
+        self._service = service
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["service", "dependency"]
+        up = GaugeMetricFamily(
+            "tripline_dependency_up",
+            "1 when the dependency answered this service's latest readiness check.",
+            labels=labels,
+        )
+        latency = GaugeMetricFamily(
+            "tripline_dependency_check_seconds",
+            "How long the dependency took to answer the latest readiness check.",
+            labels=labels,
+        )
+        for result in self._health.last_results():
+            up.add_metric([self._service, result.name], 1.0 if result.ok else 0.0)
+            latency.add_metric([self._service, result.name], result.latency_ms / 1000)
+        yield up
+        yield latency
 
 
 def live_endpoint(_request: Request) -> Response:

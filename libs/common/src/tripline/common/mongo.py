@@ -11,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 
 from tripline.common.errors import DependencyUnavailable
+from tripline.common.mongo_pool import PoolMetrics
 from tripline.common.settings import ServiceSettings
 
 Document = dict[str, Any]
@@ -34,12 +35,15 @@ def translate_errors() -> Iterator[None]:
         raise DependencyUnavailable("mongodb") from exc
 
 
-def create_mongo(settings: ServiceSettings) -> AsyncMongoClient[Document]:
+def create_mongo(
+    settings: ServiceSettings, pool_metrics: PoolMetrics | None = None
+) -> AsyncMongoClient[Document]:
     """Create a client; it connects in the background, so start-up never waits for MongoDB.
 
     Pool 10..100 by default; a request that cannot get a connection within the wait-queue
     timeout fails instead of queueing forever, and every operation is bounded by
-    ``MONGO_QUERY_TIMEOUT_MS`` (client-side ``timeoutMS``).
+    ``MONGO_QUERY_TIMEOUT_MS`` (client-side ``timeoutMS``). ``pool_metrics`` (already in the
+    app's registry) counts the pool's use.
     """
     return AsyncMongoClient(
         settings.mongo_url,
@@ -51,6 +55,7 @@ def create_mongo(settings: ServiceSettings) -> AsyncMongoClient[Document]:
         timeoutMS=settings.mongo_query_timeout_ms,
         appname=settings.service_name,
         tz_aware=True,
+        event_listeners=[pool_metrics] if pool_metrics is not None else None,
     )
 
 
@@ -66,8 +71,10 @@ def read_heavy(db: AsyncDatabase[Document]) -> AsyncDatabase[Document]:
 
 
 @asynccontextmanager
-async def open_mongo(settings: ServiceSettings) -> AsyncIterator[AsyncMongoClient[Document]]:
-    client = create_mongo(settings)
+async def open_mongo(
+    settings: ServiceSettings, pool_metrics: PoolMetrics | None = None
+) -> AsyncIterator[AsyncMongoClient[Document]]:
+    client = create_mongo(settings, pool_metrics)
     try:
         yield client
     finally:

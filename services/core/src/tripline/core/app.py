@@ -22,6 +22,7 @@ from tripline.common.errors import DependencyUnavailable
 from tripline.common.health import Health
 from tripline.common.logs import get_logger
 from tripline.common.mongo import MongoProbe, database, open_mongo
+from tripline.common.mongo_pool import PoolMetrics
 from tripline.common.redis_client import RedisProbe, open_redis
 from tripline.core import analytics, payments, sos, sos_archive, trip_routes, user_routes
 from tripline.core.context import Core
@@ -42,6 +43,8 @@ BREAKER_STATE_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, Break
 def create_app(settings: CoreSettings) -> Starlette:
     health = Health(timeout_s=settings.health_check_timeout_s)
     registry = CollectorRegistry()
+    pool_metrics = PoolMetrics(settings.service_name, settings.mongo_max_pool)
+    registry.register(pool_metrics)
     cache_events = Counter(
         "core_cache_events",
         "Cache look-ups per cache and outcome (local_hit, redis_hit, miss, fallback).",
@@ -73,8 +76,10 @@ def create_app(settings: CoreSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             redis = await stack.enter_async_context(open_redis(settings))
-            mongo = await stack.enter_async_context(open_mongo(settings))
-            health.add("redis", RedisProbe(redis))
+            mongo = await stack.enter_async_context(open_mongo(settings, pool_metrics))
+            # Optional: every cache falls back to MongoDB, so core serves without Redis; a
+            # Redis outage must not take every core replica out of its Service at once.
+            health.add("redis", RedisProbe(redis), required=False)
             health.add("mongodb", MongoProbe(mongo))
             db = database(mongo, settings)
             caches = {

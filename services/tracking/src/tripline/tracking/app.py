@@ -18,6 +18,7 @@ from tripline.common.app import run_in_background, service_app
 from tripline.common.auth import TokenVerifier
 from tripline.common.health import Health
 from tripline.common.mongo import MongoProbe, database, open_mongo
+from tripline.common.mongo_pool import PoolMetrics
 from tripline.common.ratelimit_redis import RedisLimiter
 from tripline.common.redis_client import RedisProbe, open_redis
 from tripline.tracking import routes, sockets
@@ -37,6 +38,8 @@ INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("redis", "pymongo", "httpx")
 def create_app(settings: TrackingSettings) -> Starlette:
     health = Health(timeout_s=settings.health_check_timeout_s)
     registry = CollectorRegistry()
+    pool_metrics = PoolMetrics(settings.service_name, settings.mongo_max_pool)
+    registry.register(pool_metrics)
     watched = Gauge(
         "tracking_watched_trips",
         "Trips with at least one socket on this replica.",
@@ -50,7 +53,7 @@ def create_app(settings: TrackingSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             redis = await stack.enter_async_context(open_redis(settings))
-            mongo = await stack.enter_async_context(open_mongo(settings))
+            mongo = await stack.enter_async_context(open_mongo(settings, pool_metrics))
             http = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=settings.core_timeout_s)
             )

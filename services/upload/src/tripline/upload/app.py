@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from tripline.common.app import run_in_background, service_app
@@ -16,6 +17,7 @@ from tripline.common.errors import DependencyUnavailable
 from tripline.common.health import Health
 from tripline.common.logs import get_logger
 from tripline.common.mongo import MongoProbe, database, open_mongo
+from tripline.common.mongo_pool import PoolMetrics
 from tripline.common.redis_client import RedisProbe, open_redis
 from tripline.common.s3 import BucketProbe, S3Unavailable, open_bucket
 from tripline.upload import routes
@@ -33,12 +35,15 @@ log = get_logger(__name__)
 
 def create_app(settings: UploadSettings) -> Starlette:
     health = Health(timeout_s=settings.health_check_timeout_s)
+    registry = CollectorRegistry()
+    pool_metrics = PoolMetrics(settings.service_name, settings.mongo_max_pool)
+    registry.register(pool_metrics)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             redis = await stack.enter_async_context(open_redis(settings))
-            mongo = await stack.enter_async_context(open_mongo(settings))
+            mongo = await stack.enter_async_context(open_mongo(settings, pool_metrics))
             bucket = await stack.enter_async_context(open_bucket(settings))
             health.add("redis", RedisProbe(redis))
             health.add("mongodb", MongoProbe(mongo))
@@ -82,4 +87,6 @@ def create_app(settings: UploadSettings) -> Starlette:
             run_in_background(stack, notifier.run(settings.delay_check_interval_s))
             yield
 
-    return service_app(settings, routes=routes.ROUTES, lifespan=lifespan, health=health)
+    return service_app(
+        settings, routes=routes.ROUTES, lifespan=lifespan, health=health, registry=registry
+    )
