@@ -37,9 +37,11 @@ SERVICES: dict[str, tuple[Callable[[Any], Starlette], type[ServiceSettings], set
     "core": (create_core, CoreSettings, {"redis", "mongodb"}),
     "upload": (create_upload, UploadSettings, {"redis", "mongodb", "s3"}),
     "tracking": (create_tracking, TrackingSettings, {"redis", "mongodb"}),
-    "monitor": (create_monitor, MonitorSettings, {"redis", "mongodb", "s3"}),
+    "monitor": (create_monitor, MonitorSettings, {"redis", "mongodb", "s3", "queues"}),
 }
-REDIS_DEPENDENT = ("core", "upload", "tracking", "monitor")
+# Core serves from MongoDB without Redis, and the monitor reports Redis rather than needing it.
+REDIS_DEPENDENT = ("upload", "tracking")
+REDIS_OPTIONAL = ("core", "monitor")
 
 
 async def ready_state(base_url: str) -> tuple[int, dict[str, Any]]:
@@ -69,7 +71,9 @@ async def test_service_is_ready_with_its_dependencies_up(
         body = await eventually(url, 200)
     assert body["status"] == "ready"
     assert set(body["checks"]) == expected_checks
-    assert all(check["ok"] for check in body["checks"].values()), body
+    # No worker runs here: the monitor's queue check reports that without becoming unready.
+    answering = {name: check["ok"] for name, check in body["checks"].items() if name != "queues"}
+    assert all(answering.values()), body
 
 
 async def test_gateway_and_sandbox_are_ready(settings_for: Callable[..., Any]) -> None:
@@ -95,12 +99,10 @@ async def test_redis_outage_makes_services_unready_until_it_returns(
         for name in REDIS_DEPENDENT
     }
     async with (
-        serve_app(apps["core"]) as core,
         serve_app(apps["upload"]) as upload,
         serve_app(apps["tracking"]) as tracking,
-        serve_app(apps["monitor"]) as monitor,
     ):
-        urls = [core, upload, tracking, monitor]
+        urls = [upload, tracking]
         for url in urls:
             await eventually(url, 200)
 
@@ -114,6 +116,26 @@ async def test_redis_outage_makes_services_unready_until_it_returns(
         for url in urls:
             body = await eventually(url, 200)
             assert body["checks"]["redis"]["ok"] is True
+
+
+@pytest.mark.parametrize("name", REDIS_OPTIONAL)
+async def test_redis_outage_is_reported_but_keeps_core_and_monitor_ready(
+    name: str, fresh_redis: Server, settings_for: Callable[..., Any]
+) -> None:
+    factory, settings_cls, _checks = SERVICES[name]
+    redis_url = f"redis://127.0.0.1:{fresh_redis.port}/0"
+    async with serve_app(factory(settings_for(settings_cls, redis_url=redis_url))) as url:
+        await eventually(url, 200)
+        await asyncio.to_thread(fresh_redis.stop)
+        deadline = asyncio.get_running_loop().time() + scaled(20)
+        while True:
+            status, body = await ready_state(url)
+            assert status == 200, body
+            if body["checks"]["redis"]["ok"] is False:
+                break
+            assert asyncio.get_running_loop().time() < deadline, body
+            await asyncio.sleep(0.2)
+        assert body["checks"]["redis"]["required"] is False
 
 
 async def test_optional_dependency_down_keeps_tracking_ready(
@@ -163,17 +185,17 @@ async def test_a_hung_redis_makes_readiness_fail_fast_not_hang(
     timeouts. Readiness must still answer, unready, and recover once Redis resumes."""
     redis_url = f"redis://127.0.0.1:{fresh_redis.port}/0"
     settings = settings_for(
-        CoreSettings, redis_url=redis_url, redis_socket_timeout_s=0.5, health_check_timeout_s=1
+        UploadSettings, redis_url=redis_url, redis_socket_timeout_s=0.5, health_check_timeout_s=1
     )
-    async with serve_app(create_core(settings)) as core:
-        await eventually(core, 200)
+    async with serve_app(create_upload(settings)) as upload:
+        await eventually(upload, 200)
         assert fresh_redis.process is not None
         fresh_redis.process.pause()
         try:
             for _ in range(3):
-                status, body = await ready_state(core)
+                status, body = await ready_state(upload)
                 assert status == 503
                 assert body["checks"]["redis"]["ok"] is False
         finally:
             fresh_redis.process.resume()
-        await eventually(core, 200)
+        await eventually(upload, 200)

@@ -2,103 +2,66 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from tripline.gateway.routing import Upstream
-from tripline.gateway.status import (
-    CRITICAL,
-    PlatformStatus,
-    Status,
-    StatusProbe,
-    component_status,
-    overall_status,
-)
+from tripline.gateway.status import PlatformStatus, StatusProbe, from_monitor
 
-ALL_OK: dict[Upstream, Status] = {name: "ok" for name in Upstream}
+MONITOR_BODY: dict[str, Any] = {
+    "status": "degraded",
+    "checked_at": 1230.0,
+    "components": {"core": "ok", "tracking": "degraded"},
+    "dependencies": {"mongodb": "ok", "redis": "down"},
+}
+
+
+def test_a_fresh_monitor_look_is_relayed() -> None:
+    status = from_monitor(MONITOR_BODY, now=1234.0, max_age_s=15)
+    assert status == PlatformStatus(
+        "degraded",
+        {"core": "ok", "tracking": "degraded", "monitor": "ok"},
+        1230.0,
+        {"mongodb": "ok", "redis": "down"},
+        "monitor",
+    )
+
+
+def test_a_stale_monitor_look_is_not_believed() -> None:
+    assert from_monitor(MONITOR_BODY, now=1230.0 + 16, max_age_s=15) is None
 
 
 @pytest.mark.parametrize(
-    ("ready", "expected"),
+    "body",
     [
-        ([True], "ok"),
-        ([True, True], "ok"),
-        ([False], "down"),
-        ([False, False], "down"),
-        ([True, False], "degraded"),
-        ([False, True], "degraded"),
-        ([True, True, False], "degraded"),
+        None,
+        [],
+        {**MONITOR_BODY, "status": "fine"},
+        {**MONITOR_BODY, "components": ["core"]},
+        {**MONITOR_BODY, "components": {"core": "sort of"}},
+        {**MONITOR_BODY, "checked_at": "now"},
+        {**MONITOR_BODY, "dependencies": "all"},
     ],
 )
-def test_component_status(ready: list[bool], expected: Status) -> None:
-    assert component_status(ready) == expected
+def test_anything_else_from_the_monitor_is_ignored(body: object) -> None:
+    assert from_monitor(body, now=1234.0, max_age_s=15) is None
 
 
-@given(st.lists(st.booleans(), min_size=1, max_size=10))
-def test_component_status_is_ok_down_or_degraded_by_count(ready: list[bool]) -> None:
-    expected = "ok" if all(ready) else "down" if not any(ready) else "degraded"
-    assert component_status(ready) == expected
-
-
-def test_critical_upstreams_are_core_and_tracking() -> None:
-    assert frozenset({Upstream.CORE, Upstream.TRACKING}) == CRITICAL
-
-
-def test_all_ok_is_ok() -> None:
-    assert overall_status(ALL_OK) == "ok"
-
-
-@pytest.mark.parametrize("critical", [Upstream.CORE, Upstream.TRACKING])
-def test_a_critical_upstream_without_a_ready_replica_is_down(critical: Upstream) -> None:
-    assert overall_status({**ALL_OK, critical: "down"}) == "down"
-
-
-@pytest.mark.parametrize("other", [Upstream.UPLOAD, Upstream.MONITOR])
-def test_a_non_critical_upstream_down_is_degraded(other: Upstream) -> None:
-    assert overall_status({**ALL_OK, other: "down"}) == "degraded"
-
-
-def test_one_of_two_tracking_replicas_down_is_degraded() -> None:
-    tracking = component_status([True, False])
-    assert overall_status({**ALL_OK, Upstream.TRACKING: tracking}) == "degraded"
-
-
-def test_everything_non_critical_down_is_still_only_degraded() -> None:
-    states = {**ALL_OK, Upstream.UPLOAD: "down", Upstream.MONITOR: "down"}
-    assert overall_status(states) == "degraded"
-
-
-def test_critical_down_wins_over_degraded() -> None:
-    states = {**ALL_OK, Upstream.UPLOAD: "degraded", Upstream.CORE: "down"}
-    assert overall_status(states) == "down"
-
-
-@given(
-    st.fixed_dictionaries({name: st.sampled_from(["ok", "degraded", "down"]) for name in Upstream})
-)
-def test_overall_status_rules(states: dict[Upstream, Status]) -> None:
-    if any(states[name] == "down" for name in CRITICAL):
-        expected = "down"
-    elif all(state == "ok" for state in states.values()):
-        expected = "ok"
-    else:
-        expected = "degraded"
-    assert overall_status(states) == expected
-
-
-def test_platform_status_as_dict_uses_upstream_names() -> None:
-    status = PlatformStatus("degraded", {Upstream.CORE: "ok", Upstream.UPLOAD: "down"}, 12.5)
+def test_platform_status_as_dict() -> None:
+    status = PlatformStatus("degraded", {"core": "ok", "upload": "down"}, 12.5)
     assert status.as_dict() == {
         "status": "degraded",
         "components": {"core": "ok", "upload": "down"},
+        "dependencies": {},
         "checked_at": 12.5,
+        "source": "gateway",
     }
 
 
-# StatusProbe over a MockTransport: hosts answer /health/ready with a status or an error.
+# StatusProbe over a MockTransport: the monitor answers /internal/status, the replicas
+# /health/ready, each with a status, a body or an error.
 
 UPSTREAMS: dict[Upstream, Sequence[str]] = {
     Upstream.CORE: ["http://core"],
@@ -109,12 +72,21 @@ UPSTREAMS: dict[Upstream, Sequence[str]] = {
 
 
 class Replicas:
-    def __init__(self, answers: dict[str, int | Exception] | None = None) -> None:
+    def __init__(
+        self,
+        answers: dict[str, int | Exception] | None = None,
+        monitor: dict[str, Any] | Exception | None = None,
+    ) -> None:
         self.answers = answers or {}
+        self.monitor = monitor if monitor is not None else httpx.ConnectError("refused")
         self.paths: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.paths.append(f"{request.url.host}{request.url.path}")
+        if request.url.path == "/internal/status":
+            if isinstance(self.monitor, Exception):
+                raise self.monitor
+            return httpx.Response(200, json=self.monitor)
         answer = self.answers.get(request.url.host, 200)
         if isinstance(answer, Exception):
             raise answer
@@ -141,6 +113,7 @@ async def probe() -> AsyncIterator[MakeProbe]:
         return StatusProbe(
             clients[-1],
             UPSTREAMS,
+            monitor_url="http://monitor",
             timeout_s=1.0,
             cache_s=cache_s,
             clock=clock,
@@ -152,15 +125,34 @@ async def probe() -> AsyncIterator[MakeProbe]:
         await client.aclose()
 
 
-async def test_every_replica_is_asked_for_readiness(probe: MakeProbe) -> None:
+async def test_the_monitor_look_is_used_when_it_answers(probe: MakeProbe) -> None:
+    replicas = Replicas(monitor=MONITOR_BODY)
+    status = await probe(replicas, FakeClock()).status()
+
+    assert replicas.paths == ["monitor/internal/status"]
+    assert status.source == "monitor"
+    assert status.status == "degraded"
+    assert status.dependencies == {"mongodb": "ok", "redis": "down"}
+
+
+async def test_without_the_monitor_every_replica_is_asked(probe: MakeProbe) -> None:
     replicas = Replicas()
     status = await probe(replicas, FakeClock()).status()
 
     assert sorted(replicas.paths) == sorted(
-        f"{url.removeprefix('http://')}/health/ready" for urls in UPSTREAMS.values() for url in urls
+        [
+            "monitor/internal/status",
+            *(
+                f"{url.removeprefix('http://')}/health/ready"
+                for urls in UPSTREAMS.values()
+                for url in urls
+            ),
+        ]
     )
-    assert status.status == "ok"
-    assert status.components == {name: "ok" for name in UPSTREAMS}
+    assert status.source == "gateway"
+    # Every replica is ready, but nobody looked at the dependencies.
+    assert status.components == {name.value: "ok" for name in UPSTREAMS}
+    assert status.status == "degraded"
     assert status.checked_at == 1234.0
 
 
@@ -175,10 +167,10 @@ async def test_failing_replicas_are_reported_per_component(probe: MakeProbe) -> 
     status = await probe(replicas, FakeClock()).status()
 
     assert status.components == {
-        Upstream.CORE: "ok",
-        Upstream.UPLOAD: "down",
-        Upstream.TRACKING: "degraded",
-        Upstream.MONITOR: "down",
+        "core": "ok",
+        "upload": "down",
+        "tracking": "degraded",
+        "monitor": "down",
     }
     assert status.status == "degraded"
 
@@ -188,15 +180,15 @@ async def test_only_200_from_core_counts_as_ready(
     probe: MakeProbe, answer: int | Exception
 ) -> None:
     status = await probe(Replicas({"core": answer}), FakeClock()).status()
-    assert status.components[Upstream.CORE] == "down"
+    assert status.components["core"] == "down"
     assert status.status == "down"
 
 
-async def test_both_tracking_replicas_down_is_down(probe: MakeProbe) -> None:
+async def test_tracking_without_a_ready_replica_is_degraded_not_down(probe: MakeProbe) -> None:
     replicas = Replicas({"tracking-1": 503, "tracking-2": httpx.ConnectError("refused")})
     status = await probe(replicas, FakeClock()).status()
-    assert status.components[Upstream.TRACKING] == "down"
-    assert status.status == "down"
+    assert status.components["tracking"] == "down"
+    assert status.status == "degraded"
 
 
 async def test_the_answer_is_cached_within_cache_s(probe: MakeProbe) -> None:
@@ -209,10 +201,10 @@ async def test_the_answer_is_cached_within_cache_s(probe: MakeProbe) -> None:
     replicas.answers["core"] = 503
     second = await status_probe.status()
 
-    assert calls == 5
+    assert calls == 6
     assert len(replicas.paths) == calls
     assert second is first
-    assert second.status == "ok"
+    assert second.status == "degraded"
 
 
 async def test_the_answer_is_probed_again_once_cache_s_has_passed(probe: MakeProbe) -> None:
@@ -224,25 +216,17 @@ async def test_the_answer_is_probed_again_once_cache_s_has_passed(probe: MakePro
     replicas.answers["core"] = 503
     again = await status_probe.status()
 
-    assert len(replicas.paths) == 10
+    assert len(replicas.paths) == 12
     assert again.status == "down"
 
     clock.now += 1.0
     assert await status_probe.status() is again
-    assert len(replicas.paths) == 10
-
-
-async def test_a_zero_cache_probes_every_time(probe: MakeProbe) -> None:
-    replicas = Replicas()
-    status_probe = probe(replicas, FakeClock(), cache_s=0)
-    await status_probe.status()
-    await status_probe.status()
-    assert len(replicas.paths) == 10
+    assert len(replicas.paths) == 12
 
 
 async def test_concurrent_callers_share_one_probe(probe: MakeProbe) -> None:
     replicas = Replicas()
     status_probe = probe(replicas, FakeClock(), cache_s=2.0)
     results = await asyncio.gather(*(status_probe.status() for _ in range(4)))
-    assert len(replicas.paths) == 5
+    assert len(replicas.paths) == 6
     assert all(result is results[0] for result in results)

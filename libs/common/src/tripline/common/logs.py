@@ -64,8 +64,10 @@ def configure_logging(service: str, level: str = "INFO", *, json_output: bool = 
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    # Access lines duplicate the metrics and traces; keep them out unless debugging.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Access lines duplicate the metrics and traces; keep them out unless debugging. So do
+    # httpx's line per request (the monitor alone makes several a second).
+    for name in ("uvicorn.access", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

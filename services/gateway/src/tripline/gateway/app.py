@@ -270,6 +270,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             app.state.status = StatusProbe(
                 status_client,
                 {name: replica_set.urls for name, replica_set in replicas.items()},
+                monitor_url=settings.monitor_url,
                 timeout_s=settings.health_check_timeout_s,
                 cache_s=settings.health_cache_s,
             )
