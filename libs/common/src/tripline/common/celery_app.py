@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from celery import Celery
+from celery.signals import before_task_publish
 from kombu import Queue as KombuQueue
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from tripline.common.errors import DependencyUnavailable
+from tripline.common.queue_stats import SENT_AT_HEADER
 from tripline.common.queues import TASK_QUEUES, Queue, Task
 from tripline.common.settings import ServiceSettings
 
@@ -24,6 +29,8 @@ def create_celery(settings: ServiceSettings, main: str = "tripline") -> Celery:
     each queue into several keys and queue depth can no longer be read with one ``LLEN``.
     """
     app = Celery(main, broker=settings.redis_url, backend=settings.redis_url)
+    # Signals are process-wide; the uid keeps a second app in the process from stamping twice.
+    before_task_publish.connect(stamp_sent_at, weak=False, dispatch_uid="tripline-sent-at")
     app.conf.update(
         task_queues=[KombuQueue(queue.value, routing_key=queue.value) for queue in Queue],
         task_default_queue=Queue.SYSTEM.value,
@@ -57,6 +64,13 @@ def create_celery(settings: ServiceSettings, main: str = "tripline") -> Celery:
         enable_utc=True,
     )
     return app
+
+
+def stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Record when a message was published, so the monitor can tell how long the oldest one
+    has waited (the broker keeps no time of its own). A retry is stamped anew."""
+    if headers is not None:
+        headers[SENT_AT_HEADER] = time.time()
 
 
 def enqueue(app: Celery, task: Task, *args: str) -> None:

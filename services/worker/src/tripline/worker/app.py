@@ -10,6 +10,7 @@ from tripline.worker.documents import register_document_tasks
 from tripline.worker.notifications import register_notification_tasks
 from tripline.worker.payments import register_payment_tasks
 from tripline.worker.settings import WorkerSettings
+from tripline.worker.stats import register_stats
 from tripline.worker.system import register_system_tasks
 
 # Client libraries the worker uses; only these are traced (and imported) at start-up.
@@ -27,7 +28,14 @@ def create_worker_app(settings: WorkerSettings) -> Celery:
     register_notification_tasks(app, settings)
     register_payment_tasks(app, settings)
     register_document_tasks(app, settings)
+    register_stats(app, settings, consumed_queues(settings))
     return app
+
+
+def consumed_queues(settings: WorkerSettings) -> tuple[str, ...]:
+    """The queues this worker consumes: ``WORKER_QUEUES``, or every queue when empty."""
+    named = tuple(name.strip() for name in settings.worker_queues.split(",") if name.strip())
+    return named or tuple(queue.value for queue in Queue)
 
 
 def worker_argv(settings: WorkerSettings) -> list[str]:
@@ -35,7 +43,7 @@ def worker_argv(settings: WorkerSettings) -> list[str]:
     return [
         "worker",
         f"--loglevel={settings.log_level}",
-        f"--queues={settings.worker_queues or ','.join(queue.value for queue in Queue)}",
+        f"--queues={','.join(consumed_queues(settings))}",
         f"--concurrency={settings.worker_concurrency}",
         f"--pool={settings.worker_pool}",
         f"--hostname={settings.service_name}@{settings.instance_id}",

@@ -1,0 +1,181 @@
+"""What the worker tells the monitor: task outcomes per queue, and a heartbeat per node.
+
+Both are best effort: a Redis error here is logged and dropped, never allowed to fail a task
+or stop the worker (the task's own work already went through; only the count is lost).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery, Task
+from celery.signals import task_postrun, worker_ready, worker_shutdown
+from redis import Redis
+from redis.exceptions import RedisError
+
+from tripline.common.logs import get_logger
+from tripline.common.queue_stats import (
+    BUCKET_TTL_S,
+    GAVE_UP,
+    HEARTBEAT_INTERVAL_S,
+    HEARTBEAT_STALE_S,
+    WORKERS_SEEN,
+    TaskEvent,
+    WorkerInfo,
+    bucket_key,
+    bucket_of,
+    total_key,
+    worker_info_key,
+)
+from tripline.common.queues import TASK_QUEUES
+from tripline.common.queues import Task as TaskName
+from tripline.worker.retrying import per_process
+from tripline.worker.settings import WorkerSettings
+
+log = get_logger(__name__)
+
+# Heartbeats older than this are pruned from ``workers:seen`` (a node that never came back).
+FORGET_AFTER_S = 3600
+
+
+def event_for(state: str | None, retval: object) -> TaskEvent | None:
+    """The outcome one run of a task counts as, from Celery's final state and its return value;
+    None for states that are not an outcome."""
+    if state == "SUCCESS":
+        return TaskEvent.FAILED if retval == GAVE_UP else TaskEvent.PROCESSED
+    if state == "FAILURE":
+        return TaskEvent.FAILED
+    if state == "RETRY":
+        return TaskEvent.RETRIED
+    return None
+
+
+def queue_of(task: Task[Any, Any]) -> str | None:
+    try:
+        return TASK_QUEUES[TaskName(task.name)].value
+    except ValueError:
+        routing_key = (task.request.delivery_info or {}).get("routing_key")
+        return str(routing_key) if routing_key else None
+
+
+class StatsRecorder:
+    """Counts task outcomes in the buckets the monitor reads (one pipeline per task)."""
+
+    def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
+        self._redis = redis
+        self._clock = clock
+
+    def record(self, queue: str, event: TaskEvent) -> None:
+        key = bucket_key(queue, event, bucket_of(self._clock()))
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, BUCKET_TTL_S)
+                pipe.incr(total_key(queue, event))
+                pipe.execute()
+        except RedisError as exc:
+            log.warning("task outcome not counted", queue=queue, task_event=event, error=repr(exc))
+
+
+class Heartbeat:
+    """Beats every ``interval_s`` from a daemon thread of the worker's main process."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        info: WorkerInfo,
+        *,
+        interval_s: float = HEARTBEAT_INTERVAL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._info = info
+        self._interval_s = interval_s
+        self._clock = clock
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and say goodbye, so the node is counted offline at once."""
+        self._stopped.set()
+        self._thread.join(timeout=self._interval_s)
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(WORKERS_SEEN, self._info.node)
+                pipe.delete(worker_info_key(self._info.node))
+                pipe.execute()
+        except RedisError as exc:
+            log.warning("heartbeat goodbye lost", error=repr(exc))
+
+    def beat(self) -> None:
+        now = self._clock()
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(WORKERS_SEEN, {self._info.node: now})
+                pipe.set(
+                    worker_info_key(self._info.node),
+                    self._info.to_json(),
+                    ex=int(HEARTBEAT_STALE_S),
+                )
+                pipe.zremrangebyscore(WORKERS_SEEN, "-inf", now - FORGET_AFTER_S)
+                pipe.execute()
+        except RedisError as exc:
+            log.warning("heartbeat lost", error=repr(exc))
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self.beat()
+            self._stopped.wait(self._interval_s)
+
+
+def _redis(settings: WorkerSettings) -> Redis:
+    return Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout_s,
+        socket_connect_timeout=settings.redis_socket_timeout_s,
+    )
+
+
+def register_stats(app: Celery, settings: WorkerSettings, queues: tuple[str, ...]) -> None:
+    """Count every task's outcome and beat while the worker runs.
+
+    Signals are process-wide, so handlers are connected with a uid (a second app in the same
+    process would not count twice) and only act for tasks of ``app``.
+    """
+    # Made on first use in each pool process: a Redis socket must not cross a fork.
+    recorder = per_process(lambda: StatsRecorder(_redis(settings)))
+    heartbeats: list[Heartbeat] = []
+
+    def on_postrun(
+        task: Task[Any, Any] | None = None,
+        retval: object = None,
+        state: str | None = None,
+        **_: Any,
+    ) -> None:
+        if task is None or task.app is not app:
+            return
+        event = event_for(state, retval)
+        queue = queue_of(task)
+        if event is not None and queue is not None:
+            recorder().record(queue, event)
+
+    def on_ready(sender: Any = None, **_: Any) -> None:
+        node = str(getattr(sender, "hostname", "") or f"{settings.service_name}@unknown")
+        info = WorkerInfo(node, queues, settings.worker_pool, settings.worker_concurrency)
+        heartbeat = Heartbeat(_redis(settings), info)
+        heartbeat.start()
+        heartbeats.append(heartbeat)
+
+    def on_shutdown(**_: Any) -> None:
+        while heartbeats:
+            heartbeats.pop().stop()
+
+    task_postrun.connect(on_postrun, weak=False, dispatch_uid=f"tripline-stats-{id(app)}")
+    worker_ready.connect(on_ready, weak=False, dispatch_uid=f"tripline-ready-{id(app)}")
+    worker_shutdown.connect(on_shutdown, weak=False, dispatch_uid=f"tripline-down-{id(app)}")
