@@ -7,8 +7,11 @@ Registered as a pytest plugin (entry point ``tripline``), so every test folder g
 - ``settings_for``: build a service's settings pointing at them;
 - ``fresh_redis``: a Redis of the test's own, to stop and restart without disturbing others;
 - ``span_exporter``: the process's tracer provider with an in-memory exporter;
+- ``otlp_receiver``: an OTLP/HTTP trace receiver process for the session (its URL), where
+  processes started with ``OTEL_EXPORTER_OTLP_ENDPOINT`` at it send their spans;
 - ``tmp_logs``: a folder for subprocess logs, kept on failure for reading;
 - ``unanswered_url``: an address whose connections never complete (a connect timeout);
+- ``platform_stack``: every service, a worker and the monitor, with backends of their own;
 - ``providers``: the provider sandbox and one worker process (notifications, payments) with
   fast retries, for the session; tests put the sandbox back to ``ok`` when they change it.
 """
@@ -38,6 +41,7 @@ from tripline.devstack.harness import (
     stop_together,
     temporary_root,
 )
+from tripline.devstack.platform import PlatformStack, start_platform
 from tripline.devstack.ports import free_port
 from tripline.devstack.probes import celery_worker, http_ok
 from tripline.devstack.testing import fresh
@@ -98,6 +102,26 @@ def span_exporter() -> InMemorySpanExporter:
     return exporter
 
 
+@pytest.fixture(scope="session")
+def otlp_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of an OTLP/HTTP receiver process (:mod:`tripline.devstack.otlp`): the value for
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``; ``GET <url>/traces/<trace_id>`` lists what it received."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    receiver = python_process(
+        "otlp",
+        "tripline.devstack.otlp",
+        {"PORT": str(port)},
+        http_ok(f"{url}/health"),
+        Path(tmp_path_factory.mktemp("otlp")) / "otlp.log",
+    )
+    receiver.start()
+    try:
+        yield url
+    finally:
+        receiver.stop()
+
+
 @pytest.fixture
 def tmp_logs(tmp_path: Path) -> Path:
     path = tmp_path / "logs"
@@ -121,6 +145,17 @@ def unanswered_url() -> Iterator[str]:
             filler.setblocking(False)
             filler.connect_ex(("127.0.0.1", port))
         yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def platform_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformStack]:
+    """The whole platform as processes with backends of its own (tests may stop and start its
+    ``redis`` and ``mongo``, and must leave them running)."""
+    stack = start_platform(Path(tmp_path_factory.mktemp("platform")))
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 @dataclass(frozen=True)

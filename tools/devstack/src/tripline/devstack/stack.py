@@ -101,6 +101,20 @@ def service_spec(
     )
 
 
+def monitor_targets(ports: StackPorts) -> str:
+    """Every service replica the monitor probes and scrapes, as ``MONITOR_TARGETS``."""
+    return ",".join(
+        f"{name}={url(port)}"
+        for name, port in (
+            ("gateway", ports.gateway),
+            ("core", ports.core),
+            ("upload", ports.upload),
+            ("tracking", ports.tracking),
+            ("tracking", ports.tracking_2),
+        )
+    )
+
+
 def service_env(ports: StackPorts, backends: BackendUrls) -> dict[str, str]:
     """Environment every service of the local stack shares."""
     return {
@@ -112,6 +126,7 @@ def service_env(ports: StackPorts, backends: BackendUrls) -> dict[str, str]:
         "UPLOAD_URL": url(ports.upload),
         "TRACKING_URLS": f"{url(ports.tracking)},{url(ports.tracking_2)}",
         "MONITOR_URL": url(ports.monitor),
+        "MONITOR_TARGETS": monitor_targets(ports),
         "PYTHONUNBUFFERED": "1",
     }
 
