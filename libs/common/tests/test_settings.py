@@ -25,6 +25,7 @@ ENV_KEYS = (
     "JWT_PUBLIC_KEY",
     "JWT_JWKS_URL",
     "OTEL_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_SAMPLE_RATIO",
     "ORIGINS",
 )
@@ -101,6 +102,29 @@ def test_empty_optional_strings_become_none(monkeypatch: pytest.MonkeyPatch, key
 def test_non_empty_endpoint_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("S3_ENDPOINT_URL", "http://s3.example:9000")
     assert ServiceSettings().s3_endpoint_url == "http://s3.example:9000"
+
+
+def test_an_otlp_endpoint_alone_turns_on_otlp_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger-collector:4318")
+    settings = ServiceSettings()
+    assert settings.otel_exporter == "otlp"
+    assert settings.otel_exporter_otlp_endpoint == "http://jaeger-collector:4318"
+    assert ServiceSettings(otel_exporter_otlp_endpoint="http://c:4318").otel_exporter == "otlp"
+
+
+@pytest.mark.parametrize("exporter", ["none", "console", "memory"])
+def test_an_explicit_exporter_wins_over_the_endpoint(
+    monkeypatch: pytest.MonkeyPatch, exporter: str
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger-collector:4318")
+    monkeypatch.setenv("OTEL_EXPORTER", exporter)
+    assert ServiceSettings().otel_exporter == exporter
+
+
+def test_an_empty_otlp_endpoint_exports_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    settings = ServiceSettings()
+    assert (settings.otel_exporter, settings.otel_exporter_otlp_endpoint) == ("none", None)
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from tripline.common.telemetry import (
     LIBRARY_INSTRUMENTORS,
     build_provider,
     current_trace_id,
+    otlp_traces_url,
 )
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -72,6 +73,19 @@ def test_other_exporters_return_no_memory_exporter(kind: str) -> None:
     )
     assert exporter is None
     provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "url"),
+    [
+        ("http://jaeger-collector:4318", "http://jaeger-collector:4318/v1/traces"),
+        ("http://jaeger-collector:4318/", "http://jaeger-collector:4318/v1/traces"),
+        ("https://otel.example/base", "https://otel.example/base/v1/traces"),
+        (None, None),
+    ],
+)
+def test_spans_go_to_the_endpoints_traces_path(endpoint: str | None, url: str | None) -> None:
+    assert otlp_traces_url(endpoint) == url
 
 
 def test_zero_sample_ratio_drops_root_spans() -> None:

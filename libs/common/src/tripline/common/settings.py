@@ -95,7 +95,13 @@ class ServiceSettings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("s3_endpoint_url", "s3_access_key_id", "jwt_public_key", "jwt_jwks_url")
+    @field_validator(
+        "s3_endpoint_url",
+        "s3_access_key_id",
+        "jwt_public_key",
+        "jwt_jwks_url",
+        "otel_exporter_otlp_endpoint",
+    )
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value or None
@@ -110,6 +116,20 @@ class ServiceSettings(BaseSettings):
     def _bucket_creation_follows_environment(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("s3_create_bucket") in (None, ""):
             return {**data, "s3_create_bucket": data.get("environment", "local") == "local"}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_otlp_endpoint_turns_on_otlp(cls, data: Any) -> Any:
+        """``OTEL_EXPORTER_OTLP_ENDPOINT`` alone exports there: naming a collector and then
+        recording nothing for it is never what was meant. An explicit ``OTEL_EXPORTER``
+        (``none`` included) still wins."""
+        if (
+            isinstance(data, dict)
+            and data.get("otel_exporter_otlp_endpoint")
+            and data.get("otel_exporter") in (None, "")
+        ):
+            return {**data, "otel_exporter": "otlp"}
         return data
 
     @model_validator(mode="after")

@@ -3,7 +3,8 @@
 The entry point calls :func:`configure_tracing` once; every app's ``ServiceMiddleware``
 (:mod:`tripline.common.middleware`) opens one server span per request.
 With the exporter set to ``none`` the provider still creates spans (so trace ids reach the logs
-and propagate to upstreams) but exports nothing.
+and propagate to upstreams) but exports nothing. ``OTEL_EXPORTER_OTLP_ENDPOINT`` alone turns on
+the OTLP/HTTP exporter (:class:`~tripline.common.settings.ServiceSettings`).
 """
 
 from __future__ import annotations
@@ -73,8 +74,7 @@ def build_provider(settings: ServiceSettings) -> tuple[TracerProvider, InMemoryS
     if settings.otel_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        endpoint = settings.otel_exporter_otlp_endpoint
-        exporter = OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces" if endpoint else None)
+        exporter = OTLPSpanExporter(endpoint=otlp_traces_url(settings.otel_exporter_otlp_endpoint))
         processor = BatchSpanProcessor(exporter)
     elif settings.otel_exporter == "console":
         processor = SimpleSpanProcessor(ConsoleSpanExporter())
@@ -84,6 +84,13 @@ def build_provider(settings: ServiceSettings) -> tuple[TracerProvider, InMemoryS
     if processor is not None:
         provider.add_span_processor(processor)
     return provider, memory
+
+
+def otlp_traces_url(endpoint: str | None) -> str | None:
+    """Where spans are posted for ``OTEL_EXPORTER_OTLP_ENDPOINT``: the collector's base URL, as
+    every OpenTelemetry SDK reads that variable, plus ``/v1/traces``. None leaves the choice to
+    the exporter (the standard variables, else ``localhost:4318``)."""
+    return f"{endpoint.rstrip('/')}/v1/traces" if endpoint else None
 
 
 def instrument_libraries(names: Iterable[str]) -> None:
