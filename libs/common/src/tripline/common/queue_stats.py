@@ -56,14 +56,6 @@ def total_key(queue: Queue | str, event: TaskEvent) -> str:
     return f"stats:{queue}:{event}:total"
 
 
-def window_buckets(now: float, window_s: float) -> list[int]:
-    """The buckets covering the last ``window_s`` seconds up to ``now``, the current
-    (partial) bucket included: a minute is the current bucket and the five before it."""
-    newest = bucket_of(now)
-    count = max(1, int(window_s // BUCKET_S))
-    return list(range(newest - count + 1, newest + 1))
-
-
 def queue_keys(queue: Queue | str) -> list[str]:
     """Every Redis list holding ``queue``'s waiting messages (one per priority level)."""
     return [
@@ -93,6 +85,8 @@ class WorkerInfo:
         """The info a worker wrote, or None when it is not what a worker writes."""
         try:
             data = json.loads(raw)
+            if not isinstance(data["queues"], list):
+                return None
             return cls(
                 node,
                 tuple(str(queue) for queue in data["queues"]),

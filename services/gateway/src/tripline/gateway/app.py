@@ -160,7 +160,8 @@ class Gateway:
             await websocket.send_denial_response(opened)
             return
         await websocket.accept(subprotocol=opened.subprotocol)
-        await wsproxy.relay(websocket, opened)
+        with self.policy.metrics.open_sockets.track_inprogress():
+            await wsproxy.relay(websocket, opened)
 
 
 class ApiFastPath:

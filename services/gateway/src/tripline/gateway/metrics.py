@@ -51,6 +51,11 @@ class GatewayMetrics:
             ["upstream"],
             registry=registry,
         )
+        self.open_sockets = Gauge(
+            "gateway_open_sockets",
+            "WebSockets this replica relays now (each also holds one to tracking).",
+            registry=registry,
+        )
         self.retries = Counter(
             "gateway_upstream_retries",
             "Attempts repeated after a timeout or dropped connection, per upstream.",

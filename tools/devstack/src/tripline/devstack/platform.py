@@ -26,6 +26,7 @@ MONITOR_ENV: Mapping[str, str] = {
     "HEALTH_INTERVAL_S": "0.5",
     "SCRAPE_INTERVAL_S": "1",
     "ALERT_EVAL_INTERVAL_S": "1",
+    "ALERT_FOR_S": "1",
     "HEALTH_CHECK_TIMEOUT_S": "1.5",
 }
 

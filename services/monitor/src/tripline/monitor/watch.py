@@ -1,0 +1,103 @@
+"""The monitor's background looks at the platform, and the latest of each.
+
+Health is looked at every ``HEALTH_INTERVAL_S`` and queues every scrape interval, in the
+background: the endpoints answer from the latest look, so a flood of ``/health`` calls costs
+nothing and a hung dependency costs its timeout once per look, never once per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from tripline.common.health import Health
+from tripline.common.logs import get_logger
+from tripline.monitor.checks import DependencyBook, HealthReport, ReplicaProber, build_report
+from tripline.monitor.queues import QueueReader, QueueStatus
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class QueueLook:
+    """The latest queue status that could be read, and the error of the latest read if it
+    failed (then ``status`` is older than the look)."""
+
+    status: QueueStatus | None
+    error: str | None
+
+
+class Watch:
+    """Runs the looks and keeps their results; ``on_queues`` hears of each queue status read."""
+
+    def __init__(
+        self,
+        health: Health,
+        prober: ReplicaProber,
+        queues: QueueReader,
+        *,
+        read_timeout_s: float,
+        on_queues: Callable[[QueueStatus], None] = lambda _status: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._health = health
+        self._prober = prober
+        self._queues = queues
+        self._read_timeout_s = read_timeout_s
+        self._on_queues = on_queues
+        self._clock = clock
+        self.book = DependencyBook(name for name in ("mongodb", "redis", "s3", "queues"))
+        self.report: HealthReport | None = None
+        self.queue_look = QueueLook(None, None)
+
+    async def look_at_health(self) -> HealthReport:
+        """Check every dependency and replica concurrently (each within its timeout)."""
+        results, replicas = await asyncio.gather(self._health.check(), self._prober.check())
+        now = self._clock()
+        self.book.update(results, now)
+        status = self.queue_look.status
+        if status is not None:
+            self.book.records["queues"].detail = {
+                "depth": sum(queue.depth for queue in status.queues),
+                "workers": max((queue.workers for queue in status.queues), default=0),
+            }
+        self.report = build_report(self.book, replicas, now)
+        return self.report
+
+    async def look_at_queues(self) -> QueueLook:
+        """Read the queues, unless the latest health look found Redis down: then the last
+        status is served as it is (a hung Redis must not cost every caller its timeout)."""
+        redis = self.book.records["redis"]
+        if redis.checked and not redis.ok:
+            self.queue_look = QueueLook(self.queue_look.status, redis.last_error)
+            return self.queue_look
+        try:
+            status = await asyncio.wait_for(self._queues.read(), timeout=self._read_timeout_s)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.queue_look = QueueLook(self.queue_look.status, f"{type(exc).__name__}: {exc}")
+            return self.queue_look
+        self.queue_look = QueueLook(status, None)
+        self._on_queues(status)
+        return self.queue_look
+
+    async def run_health(self, interval_s: float) -> None:
+        """Look at health every ``interval_s`` until cancelled."""
+        await _every(interval_s, self.look_at_health)
+
+    async def run_queues(self, interval_s: float) -> None:
+        await _every(interval_s, self.look_at_queues)
+
+
+async def _every(interval_s: float, look: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        started = time.monotonic()
+        try:
+            await look()
+        except Exception:
+            # A look must never end the loop: the next one may well succeed.
+            log.exception("monitor look failed")
+        await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - started)))
