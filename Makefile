@@ -52,6 +52,8 @@ lint: install ## ruff: formatting and lint rules
 typecheck: install ## mypy --strict over every package
 	$(UV) run --frozen mypy
 
+# promtool, where .ci/run unpacked it, checks the Prometheus alerting rules too.
+test: export PROMTOOL ?= $(wildcard $(CURDIR)/.tools/prometheus/usr/bin/promtool)
 test: lint typecheck ## every check: lint, types, unit and integration tests on real servers
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
