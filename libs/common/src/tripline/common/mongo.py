@@ -55,7 +55,7 @@ def create_mongo(
         timeoutMS=settings.mongo_query_timeout_ms,
         appname=settings.service_name,
         tz_aware=True,
-        event_listeners=[pool_metrics] if pool_metrics is not None else None,
+        event_listeners=[pool_metrics] if pool_metrics is not None else [],
     )
 
 
