@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tripline.common.settings import ServiceSettings
 
@@ -16,6 +16,8 @@ class WorkerSettings(ServiceSettings):
     # The queues this worker consumes (comma-separated; all when empty). The local stack runs
     # one worker for documents (threads) and one for the rest (prefork).
     worker_queues: str = ""
+    # Kubernetes probes: /health/live and /health/ready on this port (off when unset).
+    worker_health_port: int | None = Field(default=None, ge=0, le=65535)
 
     # The notification provider (the sandbox locally) and how the worker treats it.
     notification_sandbox_url: str = "http://127.0.0.1:8091"
@@ -41,6 +43,11 @@ class WorkerSettings(ServiceSettings):
     document_max_attempts: int = Field(default=8, ge=1)
     document_retry_base_s: float = Field(default=1.0, gt=0)
     document_retry_max_s: float = Field(default=120.0, gt=0)
+
+    @field_validator("worker_health_port", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _retries_fit_the_visibility_timeout(self) -> WorkerSettings:

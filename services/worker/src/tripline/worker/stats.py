@@ -32,6 +32,7 @@ from tripline.common.queue_stats import (
 )
 from tripline.common.queues import TASK_QUEUES
 from tripline.common.queues import Task as TaskName
+from tripline.worker.health import HealthServer, HeartbeatState
 from tripline.worker.retrying import per_process
 from tripline.worker.settings import WorkerSettings
 
@@ -90,21 +91,25 @@ class Heartbeat:
         *,
         interval_s: float = HEARTBEAT_INTERVAL_S,
         clock: Callable[[], float] = time.time,
+        state: HeartbeatState | None = None,
     ) -> None:
         self._redis = redis
         self._info = info
+        self.state = state or HeartbeatState()
         self._interval_s = interval_s
         self._clock = clock
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def start(self) -> None:
+        self.state.running = True
         self._thread.start()
 
     def stop(self) -> None:
         """Stop beating and say goodbye, so the node is counted offline at once."""
         self._stopped.set()
         self._thread.join(timeout=self._interval_s)
+        self.state.running = False
         try:
             with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(WORKERS_SEEN, self._info.node)
@@ -126,12 +131,18 @@ class Heartbeat:
                 pipe.zremrangebyscore(WORKERS_SEEN, "-inf", now - FORGET_AFTER_S)
                 pipe.execute()
         except RedisError as exc:
+            self.state.last_error = f"heartbeat not stored: {exc!r}"
             log.warning("heartbeat lost", error=repr(exc))
+        else:
+            self.state.last_ok_at = now
 
     def _run(self) -> None:
-        while not self._stopped.is_set():
-            self.beat()
-            self._stopped.wait(self._interval_s)
+        try:
+            while not self._stopped.is_set():
+                self.beat()
+                self._stopped.wait(self._interval_s)
+        finally:
+            self.state.running = False
 
 
 def _redis(settings: WorkerSettings) -> Redis:
@@ -143,7 +154,8 @@ def _redis(settings: WorkerSettings) -> Redis:
 
 
 def register_stats(app: Celery, settings: WorkerSettings, queues: tuple[str, ...]) -> None:
-    """Count every task's outcome and beat while the worker runs.
+    """Count every task's outcome and beat while the worker runs, serving the health endpoint
+    (:mod:`tripline.worker.health`) when ``WORKER_HEALTH_PORT`` is set.
 
     Signals are process-wide, so handlers are connected with a uid (a second app in the same
     process would not count twice) and only act for tasks of ``app``.
@@ -151,6 +163,7 @@ def register_stats(app: Celery, settings: WorkerSettings, queues: tuple[str, ...
     # Made on first use in each pool process: a Redis socket must not cross a fork.
     recorder = per_process(lambda: StatsRecorder(_redis(settings)))
     heartbeats: list[Heartbeat] = []
+    servers: list[HealthServer] = []
 
     def on_postrun(
         task: Task[Any, Any] | None = None,
@@ -171,8 +184,14 @@ def register_stats(app: Celery, settings: WorkerSettings, queues: tuple[str, ...
         heartbeat = Heartbeat(_redis(settings), info)
         heartbeat.start()
         heartbeats.append(heartbeat)
+        if settings.worker_health_port is not None:
+            server = HealthServer(settings.host, settings.worker_health_port, heartbeat.state)
+            server.start()
+            servers.append(server)
 
     def on_shutdown(**_: Any) -> None:
+        while servers:
+            servers.pop().stop()
         while heartbeats:
             heartbeats.pop().stop()
 
