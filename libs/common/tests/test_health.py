@@ -4,18 +4,7 @@ import asyncio
 from typing import Any
 
 from tripline.common.health import CheckResult, Health
-
-
-class StepClock:
-    """A clock that advances by ``step`` seconds every time it is read."""
-
-    def __init__(self, step: float) -> None:
-        self.now = 100.0
-        self.step = step
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
+from tripline.devstack.fakes import StepClock
 
 
 async def ok() -> None:

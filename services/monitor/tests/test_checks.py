@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from tripline.common.celery_app import create_celery
 from tripline.common.health import CheckResult, Health, ready_endpoint
 from tripline.common.settings import ServiceSettings
+from tripline.devstack.fakes import StepClock
 from tripline.devstack.harness import Server, scaled, serve_app
 from tripline.devstack.ports import free_port
 from tripline.monitor.checks import (
@@ -35,18 +36,6 @@ from tripline.monitor.targets import Target
 
 NOW = 1_700_000_000.0
 DEPENDENCIES = ("mongodb", "redis", "s3", "queues")
-
-
-class StepClock:
-    """A clock that advances by ``step`` seconds every time it is read."""
-
-    def __init__(self, step: float) -> None:
-        self.now = 100.0
-        self.step = step
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
 
 
 async def ok() -> None:

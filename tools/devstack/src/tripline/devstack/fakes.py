@@ -14,3 +14,16 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class StepClock:
+    """A clock that advances by ``step`` seconds every time it is read: code that times a call
+    sees it take exactly ``step``."""
+
+    def __init__(self, step: float, now: float = 100.0) -> None:
+        self.now = now
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
