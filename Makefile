@@ -12,10 +12,10 @@ PYTEST_ARGS ?=
 MANIFESTS := pyproject.toml uv.lock libs/common/pyproject.toml tools/devstack/pyproject.toml \
 	$(wildcard services/*/pyproject.toml)
 
-.PHONY: help install up start stop status logs token lint typecheck test bench-gateway bench-core bench-tracking bench-uploads clean
+.PHONY: help install up start stop status logs token lint typecheck test k8s-validate images bench-gateway bench-core bench-tracking bench-uploads clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
@@ -56,6 +56,22 @@ typecheck: install ## mypy --strict over every package
 test: export PROMTOOL ?= $(wildcard $(CURDIR)/.tools/prometheus/usr/bin/promtool)
 test: lint typecheck ## every check: lint, types, unit and integration tests on real servers
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+k8s-validate: install ## render every deploy/k8s overlay, validate it offline, check its policy
+	$(UV) run --frozen pytest tests/deploy -q -p no:cacheprovider
+
+# One image per package under services/, each a target of the root Dockerfile. The Dockerfile
+# needs BuildKit (cache mounts, COPY --parents).
+IMAGES := $(patsubst services/%/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
+
+images: ## build every service's image with BuildKit: tripline/<service>:<commit>
+	@docker info >/dev/null 2>&1 || { \
+		echo "make images: no Docker engine found (\`docker info\` failed); no image was built" >&2; \
+		exit 1; }
+	@tag=$$(git rev-parse --short HEAD) && for service in $(IMAGES); do \
+		DOCKER_BUILDKIT=1 docker build --build-arg SERVICE=$$service --target $$service \
+			-t tripline/$$service:$$tag . || exit 1; \
+	done
 
 bench-gateway: install ## gateway vs express-gw on ../shared/bench + limit check: ROUNDS=3 DURATION=15s SKIP_RATELIMIT=1
 	tools/bench/gateway.sh
