@@ -110,14 +110,23 @@ async def get_upload(request: Request) -> Response:
     return JSONResponse(await view(uploads, record))
 
 
+def event_secret(request: Request) -> str:
+    """The secret an event sender presents: our header, or ``Authorization: Bearer <secret>``,
+    which is all MinIO's webhook can send (its ``auth_token``)."""
+    given = request.headers.get(EVENT_SECRET_HEADER)
+    if given is not None:
+        return given
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 async def s3_events(request: Request) -> Response:
     """S3/MinIO event notifications (``{"Records": [{"eventName", "s3": {"object": {"key"}}}]}``)
     authenticated by a shared secret; each created object completes its upload. Answers 200 with
     what happened to each record, so the sender does not retry the ones that are settled."""
     uploads = uploads_of(request)
     secret = uploads.settings.s3_event_secret
-    given = request.headers.get(EVENT_SECRET_HEADER, "")
-    if secret is None or not hmac.compare_digest(given, secret.get_secret_value()):
+    if secret is None or not hmac.compare_digest(event_secret(request), secret.get_secret_value()):
         raise Unauthorized("a valid event secret is required")
     payload = await read_json(request, max_bytes=1024 * 1024)
     records = payload.get("Records") if isinstance(payload, dict) else None
