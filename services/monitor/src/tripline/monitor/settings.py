@@ -20,7 +20,7 @@ class MonitorSettings(ServiceSettings):
     service_name: str = "monitor"
     port: int = 8084
 
-    # Every replica to probe and scrape, as service=url pairs (the monitor adds itself).
+    # Every replica to probe and scrape, as service=url pairs (the monitor itself is not one).
     monitor_targets: CsvList = Field(default_factory=lambda: list(LOCAL_TARGETS))
     scrape_interval_s: float = Field(default=5.0, gt=0)
     scrape_timeout_s: float = Field(default=2.0, gt=0)

@@ -74,7 +74,7 @@ def start_platform(root: Path, *, monitor_env: Mapping[str, str] = MONITOR_ENV) 
         core=core,
         upload=upload,
         tracking=tracking,
-        # One tracking replica: the second port stays unused, and out of the targets.
+        # One tracking replica: naming it twice makes one target (repeats are kept once).
         tracking_2=tracking,
         monitor=monitor,
         payment_sandbox=pay,
@@ -82,15 +82,6 @@ def start_platform(root: Path, *, monitor_env: Mapping[str, str] = MONITOR_ENV) 
         backends=BackendPorts(_port(backends.redis), _port(backends.mongo), _port(backends.s3)),
     )
     env = {**service_env(ports, backends.urls), "TRACKING_URLS": url(tracking)}
-    env["MONITOR_TARGETS"] = ",".join(
-        f"{name}={url(port)}"
-        for name, port in (
-            ("gateway", gateway),
-            ("core", core),
-            ("upload", upload),
-            ("tracking", tracking),
-        )
-    )
     specs = [
         service_spec("core", "tripline.core", core, env),
         service_spec("upload", "tripline.upload", upload, env),
