@@ -10,6 +10,7 @@ ROLE ?= rider
 SUB ?= u1
 PYTEST_ARGS ?=
 MANIFESTS := pyproject.toml uv.lock libs/common/pyproject.toml tools/devstack/pyproject.toml \
+	clients/python/pyproject.toml \
 	$(wildcard services/*/pyproject.toml)
 
 .PHONY: help install up start stop status logs token lint typecheck test k8s-validate images bench-gateway bench-core bench-tracking bench-uploads clean
