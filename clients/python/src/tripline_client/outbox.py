@@ -1,0 +1,367 @@
+"""The offline queue: critical actions kept on disk and sent in order until each one finishes.
+
+An action is written to SQLite before it is sent, so an app killed mid-send sends it again on
+its next start; the platform deduplicates by the action's id (its ``Idempotency-Key``), so a
+resend whose answer was lost is applied once. One queue holds every kind of action and is sent
+strictly in order, one request at a time: a trip update never overtakes the SOS before it.
+
+Sending the head: success finishes it as applied and the queue goes on; a transient error stops
+the drain and keeps the head (one attempt counted); ``Unauthorized`` stops it and keeps the head
+uncounted, until a new token; any other error is a refusal of the action as it is, so it is
+finished as failed and the queue goes on: one bad action never blocks an SOS behind it.
+Outcomes are kept on disk for a week, so they can be read, and are reported, after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any, ClassVar, Final
+
+from tripline_client.actions import Action
+from tripline_client.errors import CATALOGUE, TriplineError, Unauthorized, error_class
+from tripline_client.storage import StorageError
+
+logger = logging.getLogger(__name__)
+
+RETENTION_S: Final = 7 * 24 * 3600.0
+"""How long a finished action's outcome is kept on disk: a week."""
+
+MAX_ATTEMPTS: Final = 50
+"""Transient failures after which an action is given up (see :class:`Outbox`)."""
+
+# What an outcome's error keeps on disk besides its slug; ``detail`` first, as it is positional.
+_ERROR_FIELDS: Final = ("detail", "status", "retry_after", "problem", "user_message")
+
+_SCHEMA: Final = (
+    # AUTOINCREMENT: a position is never reused, so the order of submission is the order of
+    # the positions even after the queue has emptied.
+    """CREATE TABLE IF NOT EXISTS outbox_pending (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        action TEXT NOT NULL,
+        attempts INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox_finished (
+        id TEXT PRIMARY KEY,
+        action TEXT NOT NULL,
+        applied INTEGER NOT NULL,
+        result TEXT,
+        error TEXT,
+        finished_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbox_finished_at ON outbox_finished (finished_at)",
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an action finished: ``applied`` with the platform's answer in ``result``, or not,
+    with the error that ended it (a refusal, or the last transient failure when given up)."""
+
+    action: Action
+    applied: bool
+    result: dict[str, Any] | None
+    error: TriplineError | None
+    finished_at: float
+
+
+class StopReason(StrEnum):
+    EMPTY = "empty"
+    """Every action finished: nothing is pending."""
+    TRANSIENT = "transient"
+    """The head failed for now: drain again when the network is back, or after a backoff."""
+    UNAUTHORIZED = "unauthorized"
+    """The token was refused: drain again once there is a new one."""
+
+
+@dataclass(frozen=True)
+class DrainStop:
+    """Why :meth:`Outbox.drain` returned (``kind``, compared with ``DrainStop.EMPTY`` and the
+    like), with the error that stopped it (none when empty)."""
+
+    EMPTY: ClassVar[StopReason] = StopReason.EMPTY
+    TRANSIENT: ClassVar[StopReason] = StopReason.TRANSIENT
+    UNAUTHORIZED: ClassVar[StopReason] = StopReason.UNAUTHORIZED
+
+    kind: StopReason
+    error: TriplineError | None = None
+
+
+class OutboxStore:
+    """The queue's two tables on an open SDK database (:func:`storage.open_database`).
+
+    Each method commits before it returns and raises :class:`StorageError` when the database
+    cannot be read or written. The caller owns the connection.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, *, retention_s: float = RETENTION_S) -> None:
+        self._db = connection
+        self.retention_s = retention_s
+        with _storage("create the offline queue"):
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+
+    def add(self, action: Action) -> bool:
+        """Append ``action`` to the queue; ``False`` (and nothing written) when an action with
+        its id is already pending or finished: the id, not the content, names an action."""
+        with _storage("save the action"):
+            cursor = self._db.execute(
+                """INSERT INTO outbox_pending (id, action, attempts)
+                SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM outbox_finished WHERE id = ?)
+                ON CONFLICT (id) DO NOTHING""",
+                (action.id, action.to_json(), action.attempts, action.id),
+            )
+        return cursor.rowcount == 1
+
+    def head(self) -> Action | None:
+        """The oldest pending action, or ``None`` when the queue is empty."""
+        with _storage("read the queue"):
+            row = self._db.execute(
+                "SELECT action, attempts FROM outbox_pending ORDER BY position LIMIT 1"
+            ).fetchone()
+        return None if row is None else _pending_action(row)
+
+    def pending(self) -> list[Action]:
+        """Every pending action, oldest first."""
+        with _storage("read the queue"):
+            rows = self._db.execute(
+                "SELECT action, attempts FROM outbox_pending ORDER BY position"
+            ).fetchall()
+        return [_pending_action(row) for row in rows]
+
+    def record_attempt(self, action_id: str) -> int:
+        """Count one more failed send of a pending action and return its count.
+
+        Raises ``KeyError`` when no such action is pending.
+        """
+        with _storage("count the attempt"):
+            self._db.execute(
+                "UPDATE outbox_pending SET attempts = attempts + 1 WHERE id = ?", (action_id,)
+            )
+            row = self._db.execute(
+                "SELECT attempts FROM outbox_pending WHERE id = ?", (action_id,)
+            ).fetchone()
+        if row is None:
+            raise KeyError(action_id)
+        return int(row[0])
+
+    def finish(self, outcome: Outcome) -> None:
+        """Move the outcome's action out of the queue into the finished outcomes, atomically."""
+        action = outcome.action
+        error = None if outcome.error is None else _error_record(outcome.error)
+        result = None if outcome.result is None else json.dumps(outcome.result)
+        with _storage("save the outcome"), self._transaction():
+            self._db.execute("DELETE FROM outbox_pending WHERE id = ?", (action.id,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO outbox_finished VALUES (?, ?, ?, ?, ?, ?)",
+                (action.id, action.to_json(), outcome.applied, result, error, outcome.finished_at),
+            )
+
+    def outcome(self, action_id: str) -> Outcome | None:
+        """The outcome of a finished action, ``None`` while it is pending, unknown or purged."""
+        with _storage("read the outcome"):
+            row = self._db.execute(
+                "SELECT action, applied, result, error, finished_at FROM outbox_finished "
+                "WHERE id = ?",
+                (action_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            return Outcome(
+                action=Action.from_json(row[0]),
+                applied=bool(row[1]),
+                result=None if row[2] is None else json.loads(row[2]),
+                error=None if row[3] is None else _error_from_record(row[3]),
+                finished_at=float(row[4]),
+            )
+
+    def purge_expired(self, now: float) -> int:
+        """Forget outcomes that finished more than ``retention_s`` before ``now``; how many."""
+        with _storage("purge old outcomes"):
+            cursor = self._db.execute(
+                "DELETE FROM outbox_finished WHERE finished_at < ?", (now - self.retention_s,)
+            )
+        return cursor.rowcount
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+
+class Outbox:
+    """Sends a store's actions with ``send``, in order, and reports how each one finished.
+
+    ``send`` makes the action's request (with its id as ``Idempotency-Key``) and returns the
+    answer's JSON body; it raises only :class:`TriplineError` for a failed request. Anything
+    else it raises is a bug in it and propagates out of :meth:`drain`, the head kept unchanged.
+
+    An action that failed transiently ``max_attempts`` times is finished as failed with the
+    last error. The queue must not hold its head forever: an action the platform answers with a
+    500 every time (a transient error to the SDK) would block every action behind it, an SOS
+    included. Attempts count only sends that were made, each already retried by the transport,
+    and the caller backs off between drains, so 50 in a row take far longer than a passing
+    outage: by then the person is better told than kept waiting.
+    """
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        send: Callable[[Action], Awaitable[dict[str, Any] | None]],
+        *,
+        clock: Callable[[], float],
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._store = store
+        self._send = send
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._lock = asyncio.Lock()
+        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
+        self._callbacks: list[Callable[[Outcome], None]] = []
+
+    def submit(self, action: Action) -> asyncio.Future[Outcome]:
+        """Persist ``action`` and return a future of its outcome (call from the event loop).
+
+        The action is on disk when this returns; it is sent by the next :meth:`drain` (or the
+        running one). The future resolves when it finishes, perhaps drains later. Submitting an
+        id the store already holds writes nothing: the future is that action's, resolved at once
+        when it has finished. This is how a caller after a restart awaits an action from
+        :meth:`pending`. Raises :class:`StorageError` when the action could not be saved.
+        """
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if not self._store.add(action):
+            finished = self._store.outcome(action.id)
+            if finished is not None:
+                future.set_result(finished)
+                return future
+        self._waiters.setdefault(action.id, []).append(future)
+        return future
+
+    async def drain(self) -> DrainStop:
+        """Send pending actions, oldest first, until the queue is empty or a send fails for now.
+
+        Only one drain runs at a time; another waits for it and then goes on from where it
+        stopped. Actions submitted meanwhile are sent by the running drain. Also forgets
+        outcomes older than the store's retention. Raises :class:`StorageError` when the queue
+        cannot be read or written, and whatever non-Tripline exception ``send`` raises.
+        """
+        async with self._lock:
+            self._store.purge_expired(self._clock())
+            while (action := self._store.head()) is not None:
+                try:
+                    result = await self._send(action)
+                except Unauthorized as error:
+                    return DrainStop(StopReason.UNAUTHORIZED, error)
+                except TriplineError as error:
+                    if error.transient:
+                        attempts = self._store.record_attempt(action.id)
+                        if attempts < self._max_attempts:
+                            return DrainStop(StopReason.TRANSIENT, error)
+                        action = replace(action, attempts=attempts)
+                    self._finish(action, None, error)
+                else:
+                    self._finish(action, result, None)
+            return DrainStop(StopReason.EMPTY)
+
+    def on_outcome(self, callback: Callable[[Outcome], None]) -> Callable[[], None]:
+        """Call ``callback`` with the outcome of every action this outbox finishes, including
+        ones submitted before a restart; returns a function that unregisters it.
+
+        The callback runs in the drain, after the outcome is on disk: it should be quick. An
+        exception it raises is logged and does not affect the queue or other callbacks.
+        """
+        self._callbacks.append(callback)
+
+        def unregister() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return unregister
+
+    def pending(self) -> list[Action]:
+        """The actions still to send, oldest first."""
+        return self._store.pending()
+
+    def outcome(self, action_id: str) -> Outcome | None:
+        """The outcome of a finished action (kept a week), ``None`` when pending or unknown."""
+        return self._store.outcome(action_id)
+
+    def _finish(
+        self, action: Action, result: dict[str, Any] | None, error: TriplineError | None
+    ) -> None:
+        outcome = Outcome(
+            action=action,
+            applied=error is None,
+            result=result,
+            error=error,
+            finished_at=self._clock(),
+        )
+        self._store.finish(outcome)
+        for future in self._waiters.pop(action.id, []):
+            if not future.done():
+                future.set_result(outcome)
+        for callback in list(self._callbacks):
+            try:
+                callback(outcome)
+            except Exception:
+                logger.exception("an outcome callback failed for action %s", action.id)
+
+
+@contextmanager
+def _storage(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (sqlite3.Error, ValueError, TypeError) as error:
+        # A ValueError or TypeError here is a row that no longer parses: the file was damaged.
+        raise StorageError(f"could not {what}: {error}") from error
+
+
+def _pending_action(row: tuple[str, int]) -> Action:
+    with _storage("read the queue"):
+        return replace(Action.from_json(row[0]), attempts=int(row[1]))
+
+
+def _error_record(error: TriplineError) -> str:
+    fields = {name: getattr(error, name) for name in _ERROR_FIELDS}
+    return json.dumps({"slug": error.slug, **fields}, default=str)
+
+
+def _error_from_record(text: str) -> TriplineError:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise TypeError("an error record is a JSON object")
+    error_type = _error_type(data.get("slug"), data.get("status"))
+    return error_type(data.get("detail"), **{name: data.get(name) for name in _ERROR_FIELDS[1:]})
+
+
+def _error_type(slug: str | None, status: int | None) -> type[TriplineError]:
+    # The catalogue holds only the platform's problem types; errors the SDK makes itself
+    # (network, timeout, storage) are found among TriplineError's subclasses by their slug.
+    if slug is not None and slug not in CATALOGUE:
+        for cls in _descendants(TriplineError):
+            if cls.slug == slug:
+                return cls
+    if status is None:
+        return CATALOGUE.get(slug or "", TriplineError)
+    return error_class(slug, status)
+
+
+def _descendants(cls: type[TriplineError]) -> Iterator[type[TriplineError]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _descendants(sub)
