@@ -1,0 +1,439 @@
+"""The SDK's front door: :class:`Tripline`, one client per signed-in user.
+
+Plain calls (profiles, trips, payments, uploads) go out at once through the resilient transport
+and raise a :class:`~tripline_client.errors.TriplineError` when they fail. Critical actions (SOS,
+trip status changes, location batches, upload completions) are written to disk first and sent in
+order by the offline queue; their call returns a :class:`Delivery` that says whether the action
+was applied, is queued, or failed for good, with a sentence to show the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote, urlencode
+
+import httpx
+
+from tripline_client import actions
+from tripline_client.actions import Action
+from tripline_client.budget import RetryBudget
+from tripline_client.config import ClientConfig
+from tripline_client.connectivity import Connectivity
+from tripline_client.delivery import Delivery
+from tripline_client.errors import NetworkError, NotFound, TriplineError
+from tripline_client.lastknown import LastKnownStore
+from tripline_client.outbox import Outbox, OutboxStore, Outcome
+from tripline_client.replay import Replayer
+from tripline_client.storage import open_database
+from tripline_client.subscription import TripSubscription
+from tripline_client.transport import Transport
+
+TERMINAL_UPLOAD_STATES = frozenset({"verified", "rejected", "failed"})
+
+
+class Tripline:
+    """A client of the Tripline gateway at ``base_url``, acting with ``token``.
+
+    ``data_dir`` holds the offline queue and the last known locations; give each signed-in user
+    their own. Use it as an async context manager (or call :meth:`start` and :meth:`close`):
+    starting it opens the file and resumes sending whatever an earlier run left queued.
+    ``sleep``, ``rand`` and ``clock`` exist for tests and simulations, and ``http`` for a
+    prepared ``httpx.AsyncClient`` (its ``base_url`` must be ``base_url``; the client closes it).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | Callable[[], str],
+        data_dir: Path,
+        *,
+        config: ClientConfig | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.time,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config or ClientConfig()
+        self._token = token
+        self._data_dir = data_dir
+        self._sleep = sleep
+        self._rand = rand
+        self._clock = clock
+        self.transport = Transport(
+            base_url,
+            self.token,
+            timeout_s=self.config.timeout_s,
+            max_retries=self.config.max_retries,
+            backoff=self.config.backoff,
+            budget=RetryBudget(clock=clock, rand=rand, k=self.config.retry_budget_k),
+            sleep=sleep,
+            rand=rand,
+            clock=clock,
+            http=http,
+        )
+        self.connectivity = Connectivity(
+            self._probe,
+            backoff=self.config.probe_backoff,
+            background_cap_s=self.config.background_probe_cap_s,
+            sleep=sleep,
+            rand=rand,
+        )
+        self.transport.observe_network(self.connectivity.observe)
+        self._callbacks: list[Callable[[Outcome], None]] = []
+        self._subscriptions: set[TripSubscription] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._outbox: Outbox | None = None
+        self._replayer: Replayer | None = None
+        self._lastknown: LastKnownStore | None = None
+        self._database: Any = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the SDK's file and start the probe and the replay of queued actions.
+
+        Raises :class:`~tripline_client.storage.StorageError` when ``data_dir`` is unusable.
+        """
+        self._database = open_database(self._data_dir)
+        self._lastknown = LastKnownStore(self._database)
+        self._outbox = Outbox(
+            OutboxStore(self._database),
+            self._send_action,
+            clock=self._clock,
+            max_attempts=self.config.max_action_attempts,
+        )
+        for callback in self._callbacks:
+            self._outbox.on_outcome(callback)
+        self._replayer = Replayer(
+            self._outbox,
+            self.connectivity,
+            backoff=self.config.probe_backoff,
+            background_cap_s=self.config.background_probe_cap_s,
+            sleep=self._sleep,
+            rand=self._rand,
+        )
+        self._tasks = [
+            asyncio.create_task(self.connectivity.run(), name="tripline-connectivity"),
+            asyncio.create_task(self._replayer.run(), name="tripline-replay"),
+        ]
+
+    async def close(self) -> None:
+        """Stop the background work, close subscriptions and the file. Queued actions stay on
+        disk and go out when a client is started again on the same ``data_dir``."""
+        for subscription in list(self._subscriptions):
+            await subscription.aclose()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.transport.aclose()
+        if self._database is not None:
+            self._database.close()
+            self._database = None
+
+    # -- identity and modes ------------------------------------------------------------------
+
+    def token(self) -> str:
+        """The token sent with every call."""
+        return self._token() if callable(self._token) else self._token
+
+    def set_token(self, token: str | Callable[[], str]) -> None:
+        """Use a new token from now on (after a refresh or a new sign-in); queued actions that
+        were refused for the old one are sent again."""
+        self._token = token
+        if self._replayer is not None:
+            self._replayer.wake()
+
+    def report_network(self, available: bool) -> None:
+        """The host app's hook for the device's network notifications."""
+        self.connectivity.network_changed(available)
+
+    def set_background(self, background: bool) -> None:
+        """Background mode: probes, replays and polling wait longer, and only critical trip
+        subscriptions stay connected (the others pause and resume with ``since`` after)."""
+        self.connectivity.set_background(background)
+        for subscription in self._subscriptions:
+            if subscription.critical:
+                continue
+            if background:
+                subscription.pause()
+            else:
+                subscription.resume()
+
+    # -- plain calls -------------------------------------------------------------------------
+
+    async def me(self) -> dict[str, Any]:
+        """The signed-in user's profile."""
+        return await self._get("/api/users/me")
+
+    async def update_me(self, **fields: Any) -> dict[str, Any]:
+        """Change the profile's ``name``, ``phone`` or ``emergency_contact``; the new profile."""
+        return await self._call("PATCH", "/api/users/me", fields)
+
+    async def user(self, user_id: str) -> dict[str, Any]:
+        return await self._get(f"/api/users/{_segment(user_id)}")
+
+    async def create_trip(
+        self, origin: tuple[float, float], destination: tuple[float, float]
+    ) -> dict[str, Any]:
+        """Request a trip (a rider); the new trip, ``status`` requested."""
+        body = {
+            "origin": {"lat": origin[0], "lng": origin[1]},
+            "destination": {"lat": destination[0], "lng": destination[1]},
+        }
+        return await self._call("POST", "/api/trips", body)
+
+    async def get_trip(self, trip_id: str) -> dict[str, Any]:
+        return await self._get(f"/api/trips/{_segment(trip_id)}")
+
+    async def search_trips(
+        self,
+        lat: float,
+        lng: float,
+        *,
+        radius_km: float = 5.0,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Open trips near a point, nearest first: ``{items, next}`` (pass ``next`` as
+        ``cursor`` for the following page)."""
+        params: dict[str, str | int | float] = {"lat": lat, "lng": lng, "radius_km": radius_km}
+        if limit is not None:
+            params["limit"] = limit
+        if cursor is not None:
+            params["cursor"] = cursor
+        return await self._get("/api/trips/search", params)
+
+    async def pay(
+        self, trip_id: str, *, amount_cents: int, currency: str, method: str
+    ) -> dict[str, Any]:
+        """Pay for a trip: ``status`` confirmed, or pending (the platform confirms it later).
+        Raises :class:`~tripline_client.errors.PaymentDeclined` when the provider refuses."""
+        body = {"amount_cents": amount_cents, "currency": currency, "method": method}
+        return await self._call("POST", f"/api/trips/{_segment(trip_id)}/payment", body)
+
+    async def track_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Send analytics events (low priority: the first thing shed when the platform is
+        loaded; a failure here is raised, never queued)."""
+        await self._call("POST", "/api/analytics/events", {"events": list(events)})
+
+    async def latest_location(self, trip_id: str) -> dict[str, Any] | None:
+        """The trip's latest location, or ``None`` when none is known.
+
+        When the platform cannot be reached, the last one this device saw is returned instead,
+        marked ``"stale": True``; without one the network error is raised.
+        """
+        store = self._store()
+        try:
+            location = await self._get(f"/api/tracking/trips/{_segment(trip_id)}/location")
+        except NotFound:
+            return None
+        except TriplineError as error:
+            saved = store.get(trip_id) if error.transient else None
+            if saved is None:
+                raise
+            return {**saved, "stale": True}
+        store.save(trip_id, location, location.get("seq"))
+        return location
+
+    async def start_upload(
+        self, *, doc_type: str, filename: str, content_type: str, size_bytes: int
+    ) -> dict[str, Any]:
+        """Ask for a presigned upload: ``{upload_id, url, fields, key, expires_at}``."""
+        body = {
+            "doc_type": doc_type,
+            "filename": filename,
+            "content_type": content_type,
+            "size_bytes": size_bytes,
+        }
+        return await self._call("POST", "/api/uploads", body)
+
+    async def upload_bytes(self, presign: Mapping[str, Any], data: bytes) -> None:
+        """Send the file to storage with the presign from :meth:`start_upload`; then call
+        :meth:`complete_upload`."""
+        content_type = str(presign["fields"].get("Content-Type", "application/octet-stream"))
+        filename = str(presign.get("key", "upload")).rsplit("/", 1)[-1]
+        await self.transport.upload(
+            str(presign["url"]), presign["fields"], filename, data, content_type
+        )
+
+    async def upload_status(self, upload_id: str) -> dict[str, Any]:
+        return await self._get(f"/api/uploads/{_segment(upload_id)}")
+
+    async def watch_upload(self, upload_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Yield the upload's status each time it changes, until verified, rejected or failed.
+        Polls every ``poll_interval_s`` (``background_poll_interval_s`` in background mode);
+        a transient failure is skipped, a permanent one raised."""
+        last: Any = None
+        while True:
+            try:
+                status = await self.upload_status(upload_id)
+            except TriplineError as error:
+                if not error.transient:
+                    raise
+            else:
+                if status.get("status") != last:
+                    last = status.get("status")
+                    yield status
+                if last in TERMINAL_UPLOAD_STATES:
+                    return
+            background = self.connectivity.background
+            await self._sleep(
+                self.config.background_poll_interval_s
+                if background
+                else self.config.poll_interval_s
+            )
+
+    # -- critical actions: on disk first, then sent in order ---------------------------------
+
+    async def send_sos(
+        self, trip_id: str, *, lat: float, lng: float, message: str | None = None
+    ) -> Delivery:
+        """Raise an SOS for the trip. It is never dropped: sent now, or kept on disk and sent
+        as soon as the platform can be reached, also after the app restarts."""
+        return await self._submit(
+            actions.sos(trip_id, lat, lng, message, id=actions.new_id(), now=self._clock())
+        )
+
+    async def change_status(self, trip_id: str, status: str) -> Delivery:
+        """Move the trip to ``status`` (accepted, arrived, in_progress, completed, cancelled)."""
+        return await self._submit(
+            actions.trip_status(trip_id, status, id=actions.new_id(), now=self._clock())
+        )
+
+    async def send_locations(self, trip_id: str, points: Sequence[Mapping[str, Any]]) -> Delivery:
+        """Send a driver's location points (``lat``, ``lng``, ``ts`` in epoch seconds,
+        optional ``heading`` and ``speed``), oldest first, 1 to 100 per call."""
+        return await self._submit(
+            actions.locations(trip_id, points, id=actions.new_id(), now=self._clock())
+        )
+
+    async def complete_upload(self, upload_id: str) -> Delivery:
+        """Tell the platform the file is in storage; it queues the document's checks."""
+        return await self._submit(
+            actions.upload_complete(upload_id, id=actions.new_id(), now=self._clock())
+        )
+
+    def on_outcome(self, callback: Callable[[Outcome], None]) -> None:
+        """Call ``callback`` with each critical action's final outcome, including actions an
+        earlier run of the app queued and this one sent."""
+        self._callbacks.append(callback)
+        if self._outbox is not None:
+            self._outbox.on_outcome(callback)
+
+    def pending_actions(self) -> list[Action]:
+        """The critical actions on disk that have not been applied yet, oldest first."""
+        return self._started_outbox().pending()
+
+    # -- live tracking -----------------------------------------------------------------------
+
+    def subscribe(self, trip_id: str, *, critical: bool = False) -> TripSubscription:
+        """A live subscription to the trip's events; use it with ``async with`` and iterate.
+        ``critical`` subscriptions (an SOS in progress) stay open in background mode."""
+        path = f"/ws/trips/{_segment(trip_id)}"
+
+        def url(since: int | None) -> str:
+            query: dict[str, str | int] = {"token": self.token()}
+            if since is not None:
+                query["since"] = since
+            return f"{self.transport.ws_url(path)}?{urlencode(query)}"
+
+        subscription = TripSubscription(
+            url=url,
+            store=self._store(),
+            trip_id=trip_id,
+            backoff=self.config.subscription_backoff,
+            rand=self._rand,
+            sleep=self._sleep,
+            critical=critical,
+            on_close=self._subscriptions.discard,
+            # The server leaves holes on purpose (a trip's driver is not sent its own locations;
+            # a slow socket loses superseded ones) and closes the socket rather than lose a
+            # status or SOS, so a hole is not a reason to reconnect.
+            resync_on_gap=False,
+        )
+        self._subscriptions.add(subscription)
+        if self.connectivity.background and not critical:
+            subscription.pause()
+        return subscription
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _submit(self, action: Action) -> Delivery:
+        outbox = self._started_outbox()
+        replayer = self._replayer
+        if replayer is None:
+            raise RuntimeError("the client is not started")
+        future = outbox.submit(action)
+        replayer.queued()
+        if self.connectivity.online and not replayer.stalled.is_set():
+            stalled = asyncio.ensure_future(replayer.stalled.wait())
+            waits: set[asyncio.Future[Any]] = {future, stalled}
+            try:
+                await asyncio.wait(
+                    waits, timeout=self.config.action_wait_s, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                stalled.cancel()
+        return Delivery(action, future)
+
+    async def _send_action(self, action: Action) -> dict[str, Any] | None:
+        response = await self.transport.request(
+            action.method, action.path, json_body=action.body, idempotency_key=action.id
+        )
+        return response.body if isinstance(response.body, dict) else None
+
+    async def _probe(self) -> bool:
+        try:
+            await self.transport.request(
+                "GET", "/health", max_retries=0, timeout_s=5.0, authenticated=False
+            )
+        except NetworkError:
+            return False
+        except TriplineError:
+            return True
+        return True
+
+    async def _get(
+        self, path: str, params: Mapping[str, str | int | float] | None = None
+    ) -> dict[str, Any]:
+        response = await self.transport.request("GET", path, params=params)
+        return _object(response.body)
+
+    async def _call(self, method: str, path: str, body: Any) -> dict[str, Any]:
+        response = await self.transport.request(method, path, json_body=body)
+        return _object(response.body)
+
+    def _store(self) -> LastKnownStore:
+        if self._lastknown is None:
+            raise RuntimeError("the client is not started: use `async with Tripline(...)`")
+        return self._lastknown
+
+    def _started_outbox(self) -> Outbox:
+        if self._outbox is None:
+            raise RuntimeError("the client is not started: use `async with Tripline(...)`")
+        return self._outbox
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _object(body: Any) -> dict[str, Any]:
+    return body if isinstance(body, dict) else {"value": body}

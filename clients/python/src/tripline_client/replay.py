@@ -1,0 +1,109 @@
+"""When the offline queue is sent: the loop that drains it.
+
+The queue is drained as soon as something is added, whenever the gateway becomes reachable again,
+when the host app gives a new token, and, while the platform refuses for now (503, 429, a dropped
+connection), after a backoff that honours ``Retry-After`` and stretches in background mode. The
+actions themselves, their order and their outcomes belong to :mod:`tripline_client.outbox`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from tripline_client.backoff import Backoff
+from tripline_client.connectivity import Connectivity
+from tripline_client.outbox import DrainStop, Outbox
+
+logger = logging.getLogger("tripline_client.replay")
+
+
+class Replayer:
+    """Drains ``outbox`` whenever it may; :meth:`run` is its loop (one task per client).
+
+    ``stalled`` is set from the moment a drain stops with actions left (unreachable, refused for
+    now, token refused) until the next drain starts, so a caller waiting on one action's answer
+    can stop waiting and tell its user the action is queued.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        connectivity: Connectivity,
+        *,
+        backoff: Backoff,
+        background_cap_s: float,
+        sleep: Callable[[float], Awaitable[None]],
+        rand: Callable[[], float],
+    ) -> None:
+        self._outbox = outbox
+        self._connectivity = connectivity
+        self._backoff = backoff
+        self._background_backoff = Backoff(
+            base_s=backoff.base_s, cap_s=max(background_cap_s, backoff.base_s)
+        )
+        self._sleep = sleep
+        self._rand = rand
+        self._wake = asyncio.Event()
+        self._wake.set()
+        self._backing_off = False
+        self.stalled = asyncio.Event()
+        connectivity.on_change(self._reachability_changed)
+
+    def wake(self) -> None:
+        """Drain now: the reason for waiting may be gone (the gateway is back, a new token)."""
+        self.stalled.clear()
+        self._wake.set()
+
+    def queued(self) -> None:
+        """An action was added: drain now, unless the platform just refused the queue for now.
+        Then the action waits for the backoff, so apps that keep adding actions during an
+        outage do not send the head again at each one."""
+        if not self._backing_off:
+            self.wake()
+
+    async def run(self) -> None:
+        """Drain whenever woken, until cancelled."""
+        attempt = 0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._connectivity.online:
+                self.stalled.set()
+                continue
+            self.stalled.clear()
+            stop = await self._outbox.drain()
+            if stop.kind is DrainStop.EMPTY:
+                attempt = 0
+                self.stalled.clear()
+                continue
+            self.stalled.set()
+            if stop.kind is DrainStop.UNAUTHORIZED:
+                logger.warning("offline queue waits for a new token (the platform refused it)")
+                continue
+            attempt += 1
+            backoff = self._background_backoff if self._connectivity.background else self._backoff
+            retry_after = stop.error.retry_after if stop.error is not None else None
+            delay = backoff.delay(attempt, rand=self._rand, retry_after=retry_after)
+            await self._pause(delay if delay is not None else backoff.cap_s)
+
+    async def _pause(self, delay: float) -> None:
+        """Wait ``delay`` before draining again, or less when woken."""
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        waker = asyncio.ensure_future(self._wake.wait())
+        self._backing_off = True
+        try:
+            done, _ = await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._backing_off = False
+            for task in (sleeper, waker):
+                task.cancel()
+        if sleeper in done:
+            self._wake.set()
+
+    def _reachability_changed(self, online: bool) -> None:
+        # Going offline is not a stall by itself: a call in flight may still get through on its
+        # retries. The drain says when the queue really stopped.
+        if online:
+            self.wake()
