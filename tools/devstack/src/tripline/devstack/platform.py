@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from tripline.common.auth import Role, mint_token
 from tripline.common.settings import LOCAL_JWT_SECRET
@@ -29,6 +30,7 @@ MONITOR_ENV: Mapping[str, str] = {
     "ALERT_FOR_S": "1",
     "HEALTH_CHECK_TIMEOUT_S": "1.5",
 }
+NO_ENV: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass
@@ -64,28 +66,49 @@ class PlatformStack:
         self.backends.stop()
 
 
-def start_platform(root: Path, *, monitor_env: Mapping[str, str] = MONITOR_ENV) -> PlatformStack:
-    """Start backends, core, upload, one tracking replica, a worker on every queue, the
-    monitor and the gateway under ``root``; raises RuntimeError (with logs) if one fails."""
+def start_platform(
+    root: Path,
+    *,
+    monitor_env: Mapping[str, str] = MONITOR_ENV,
+    tracking_replicas: int = 1,
+    gateway_env: Mapping[str, str] = NO_ENV,
+) -> PlatformStack:
+    """Start backends, core, upload, ``tracking_replicas`` tracking replicas (1 or 2), a worker
+    on every queue, the monitor and the gateway under ``root``; raises RuntimeError (with logs)
+    if one fails, ValueError for another number of replicas.
+
+    A second replica is the server ``tracking-2`` on ``ports.tracking_2``. ``gateway_env`` is
+    added to the gateway's environment (lower limits, faster breakers...).
+    """
+    if tracking_replicas not in (1, 2):
+        raise ValueError(f"1 or 2 tracking replicas, not {tracking_replicas}")
     backends = start_backends(root)
-    gateway, core, upload, tracking, monitor, pay, notify = free_ports(7)
+    gateway, core, upload, tracking, tracking_2, monitor, pay, notify = free_ports(8)
+    if tracking_replicas == 1:
+        # One tracking replica: naming it twice makes one target (repeats are kept once).
+        tracking_2 = tracking
     ports = StackPorts(
         gateway=gateway,
         core=core,
         upload=upload,
         tracking=tracking,
-        # One tracking replica: naming it twice makes one target (repeats are kept once).
-        tracking_2=tracking,
+        tracking_2=tracking_2,
         monitor=monitor,
         payment_sandbox=pay,
         notification_sandbox=notify,
         backends=BackendPorts(_port(backends.redis), _port(backends.mongo), _port(backends.s3)),
     )
-    env = {**service_env(ports, backends.urls), "TRACKING_URLS": url(tracking)}
+    replicas = {"tracking": tracking}
+    if tracking_replicas == 2:
+        replicas["tracking-2"] = tracking_2
+    env = {
+        **service_env(ports, backends.urls),
+        "TRACKING_URLS": ",".join(url(port) for port in replicas.values()),
+    }
     specs = [
         service_spec("core", "tripline.core", core, env),
         service_spec("upload", "tripline.upload", upload, env),
-        service_spec("tracking", "tripline.tracking", tracking, env),
+        *(service_spec(name, "tripline.tracking", port, env) for name, port in replicas.items()),
         service_spec("monitor", "tripline.monitor", monitor, {**env, **monitor_env}),
         worker_spec(
             "worker",
@@ -95,7 +118,9 @@ def start_platform(root: Path, *, monitor_env: Mapping[str, str] = MONITOR_ENV) 
             pool="threads",
             concurrency=4,
         ),
-        service_spec("gateway", "tripline.gateway", gateway, {**env, "HEALTH_CACHE_S": "0.5"}),
+        service_spec(
+            "gateway", "tripline.gateway", gateway, {**env, "HEALTH_CACHE_S": "0.5", **gateway_env}
+        ),
     ]
     stack = PlatformStack(backends, ports)
     stack.servers = {spec.name: Server(spec, root / f"{spec.name}.log") for spec in specs}

@@ -12,6 +12,8 @@ Registered as a pytest plugin (entry point ``tripline``), so every test folder g
 - ``tmp_logs``: a folder for subprocess logs, kept on failure for reading;
 - ``unanswered_url``: an address whose connections never complete (a connect timeout);
 - ``platform_stack``: every service, a worker and the monitor, with backends of their own;
+- ``client_platform``: the same with two tracking replicas, a low standard-tier limit and a
+  quick gateway breaker, for the client SDK's tests;
 - ``providers``: the provider sandbox and one worker process (notifications, payments) with
   fast retries, for the session; tests put the sandbox back to ``ok`` when they change it.
 """
@@ -152,6 +154,34 @@ def platform_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platfor
     """The whole platform as processes with backends of its own (tests may stop and start its
     ``redis`` and ``mongo``, and must leave them running)."""
     stack = start_platform(Path(tmp_path_factory.mktemp("platform")))
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+# The client SDK's tests meet 429 within a few calls, and see the breaker open and close again
+# within seconds instead of waiting out the production defaults. They count each attempt's
+# answer, so a busy test machine must not make the gateway shed their normal-priority calls.
+CLIENT_GATEWAY_ENV = {
+    "LIMIT_STANDARD_PER_MIN": "20",
+    "BREAKER_FAILURE_THRESHOLD": "4",
+    "BREAKER_RESET_S": "3",
+    "SHED_TARGET_S": "1",
+}
+
+
+@pytest.fixture(scope="session")
+def client_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformStack]:
+    """The whole platform for the client SDK's tests: two tracking replicas (servers
+    ``tracking`` and ``tracking-2``), a standard-tier limit of 20 requests a minute, a gateway
+    breaker that opens after 4 failures for 3 s, and shedding only for a loop a second late.
+    Tests may stop, kill and start any server and must leave each one running."""
+    stack = start_platform(
+        Path(tmp_path_factory.mktemp("client-platform")),
+        tracking_replicas=2,
+        gateway_env=CLIENT_GATEWAY_ENV,
+    )
     try:
         yield stack
     finally:
