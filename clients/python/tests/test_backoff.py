@@ -80,3 +80,9 @@ def test_retry_after_is_read_as_seconds_or_a_date(
     else:
         assert result is not None
         assert math.isclose(result, expected)
+
+
+def test_a_capped_copy_keeps_the_policy_but_the_longest_wait() -> None:
+    backoff = Backoff(base_s=1, cap_s=15, multiplier=3)
+    assert backoff.capped(120) == Backoff(base_s=1, cap_s=120, multiplier=3)
+    assert backoff.capped(0.1).cap_s == 1

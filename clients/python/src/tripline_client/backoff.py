@@ -26,6 +26,12 @@ class Backoff:
         if not (self.base_s > 0 and self.cap_s >= self.base_s and self.multiplier >= 1):
             raise ValueError("need 0 < base_s <= cap_s and multiplier >= 1")
 
+    def capped(self, cap_s: float) -> Backoff:
+        """The same policy with a different longest wait (never below ``base_s``)."""
+        return Backoff(
+            base_s=self.base_s, cap_s=max(cap_s, self.base_s), multiplier=self.multiplier
+        )
+
     def ceiling(self, attempt: int) -> float:
         """The largest wait before retry number ``attempt`` (1 for the first retry)."""
         if attempt < 1:

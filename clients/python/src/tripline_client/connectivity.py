@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from tripline_client.backoff import Backoff
+from tripline_client.waiting import sleep_unless
 
 logger = logging.getLogger("tripline_client.connectivity")
 
@@ -36,9 +37,7 @@ class Connectivity:
     ) -> None:
         self._probe = probe
         self._backoff = backoff
-        self._background_backoff = Backoff(
-            base_s=backoff.base_s, cap_s=max(background_cap_s, backoff.base_s)
-        )
+        self._background_backoff = backoff.capped(background_cap_s)
         self._sleep = sleep
         self._rand = rand
         self._online = True
@@ -113,14 +112,4 @@ class Connectivity:
             attempt += 1
             backoff = self._background_backoff if self._background else self._backoff
             delay = backoff.delay(attempt, rand=self._rand) or backoff.cap_s
-            await self._wait(delay)
-
-    async def _wait(self, delay: float) -> None:
-        """Sleep ``delay``, or less when the host app says the network is back."""
-        sleeper = asyncio.ensure_future(self._sleep(delay))
-        waker = asyncio.ensure_future(self._look_now.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, waker):
-                task.cancel()
+            await sleep_unless(self._sleep, delay, self._look_now)

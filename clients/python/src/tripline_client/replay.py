@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from tripline_client.backoff import Backoff
 from tripline_client.connectivity import Connectivity
 from tripline_client.outbox import DrainStop, Outbox
+from tripline_client.waiting import sleep_unless
 
 logger = logging.getLogger("tripline_client.replay")
 
@@ -40,9 +41,7 @@ class Replayer:
         self._outbox = outbox
         self._connectivity = connectivity
         self._backoff = backoff
-        self._background_backoff = Backoff(
-            base_s=backoff.base_s, cap_s=max(background_cap_s, backoff.base_s)
-        )
+        self._background_backoff = backoff.capped(background_cap_s)
         self._sleep = sleep
         self._rand = rand
         self._wake = asyncio.Event()
@@ -90,17 +89,12 @@ class Replayer:
 
     async def _pause(self, delay: float) -> None:
         """Wait ``delay`` before draining again, or less when woken."""
-        sleeper = asyncio.ensure_future(self._sleep(delay))
-        waker = asyncio.ensure_future(self._wake.wait())
         self._backing_off = True
         try:
-            done, _ = await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            if await sleep_unless(self._sleep, delay, self._wake):
+                self._wake.set()
         finally:
             self._backing_off = False
-            for task in (sleeper, waker):
-                task.cancel()
-        if sleeper in done:
-            self._wake.set()
 
     def _reachability_changed(self, online: bool) -> None:
         # Going offline is not a stall by itself: a call in flight may still get through on its
