@@ -6,11 +6,14 @@ import json
 import httpx
 import pytest
 
-from tripline.devstack.fakes import FakeClock
 from tripline_client import errors
 from tripline_client.backoff import Backoff
 from tripline_client.budget import RetryBudget
 from tripline_client.transport import Transport
+
+
+def fixed_clock() -> float:
+    return 1_700_000_000.0
 
 
 class Recorder:
@@ -52,7 +55,7 @@ def transport(
     budget: RetryBudget | None = None,
     cap_s: float = 20,
 ) -> Transport:
-    clock = FakeClock(1_700_000_000)
+    clock = fixed_clock
     http = httpx.AsyncClient(
         base_url="http://gateway.test", transport=httpx.MockTransport(recorder.handle)
     )
@@ -182,7 +185,7 @@ async def test_no_answer_in_time_is_a_request_timeout() -> None:
 
 
 async def test_an_exhausted_budget_stops_the_retry_and_keeps_the_cause() -> None:
-    clock = FakeClock()
+    clock = fixed_clock
     budget = RetryBudget(clock=clock, rand=lambda: 0.5, grace=0)
     for _ in range(20):
         budget.record(accepted=False)
@@ -220,3 +223,46 @@ async def test_an_empty_success_has_no_body() -> None:
 def test_websocket_urls_follow_the_scheme() -> None:
     recorder = Recorder([ok()])
     assert transport(recorder).ws_url("/ws/trips/t") == "ws://gateway.test/ws/trips/t"
+
+
+async def test_a_redirect_is_a_network_that_is_not_letting_us_through() -> None:
+    recorder = Recorder([httpx.Response(302, headers={"location": "http://wifi.login/"})])
+    client = transport(recorder)
+    seen: list[bool] = []
+    client.observe_network(seen.append)
+    with pytest.raises(errors.UnexpectedResponse) as raised:
+        await client.request("POST", "/api/trips/t1/sos", json_body={})
+    assert raised.value.transient
+    assert "wifi.login" in raised.value.detail
+    assert seen == [False]
+
+
+async def test_a_sign_in_page_is_not_an_answer_from_the_platform() -> None:
+    recorder = Recorder([httpx.Response(200, content=b"<html>Welcome! Accept the terms</html>")])
+    client = transport(recorder)
+    seen: list[bool] = []
+    client.observe_network(seen.append)
+    with pytest.raises(errors.UnexpectedResponse):
+        await client.request("GET", "/api/trips/t1")
+    assert seen == [False]
+
+
+async def test_a_request_that_cannot_be_sent_is_refused_without_blaming_the_network() -> None:
+    # What httpx's HTTP/1.1 layer raises for a header it may not send, e.g. a line break.
+    recorder = Recorder([httpx.LocalProtocolError("Illegal header value"), ok()])
+    client = transport(recorder)
+    seen: list[bool] = []
+    client.observe_network(seen.append)
+    with pytest.raises(errors.InvalidRequest) as raised:
+        await client.request("GET", "/api/trips/t1")
+    assert not raised.value.transient
+    assert seen == []
+    assert len(recorder.requests) == 1
+
+
+@pytest.mark.parametrize("body", [{"lat": float("nan")}, {"tags": {"a", "b"}}])
+async def test_a_body_that_is_not_json_is_a_validation_error(body: object) -> None:
+    recorder = Recorder([ok()])
+    with pytest.raises(errors.ValidationError):
+        await transport(recorder).request("POST", "/api/trips", json_body=body)
+    assert recorder.requests == []

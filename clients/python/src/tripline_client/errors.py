@@ -198,10 +198,29 @@ class ProviderUnavailable(ServiceUnavailable):
 
 
 class UnexpectedResponse(TriplineError):
-    """The server answered something the SDK does not understand (not JSON, wrong shape)."""
+    """Something answered that is not the platform, or not as the platform answers: a redirect,
+    a page that is not JSON (a hotel or airport Wi-Fi's sign-in page), a body of the wrong shape.
+    Transient: the same request usually works once the network is really online."""
 
     slug = "unexpected-response"
-    default_message = "Something went wrong on our side. Please try again."
+    transient = True
+    default_message = "This network is not letting us through. Sign in to the Wi-Fi or try again."
+
+
+class ActionExpired(TriplineError):
+    """A queued action could not be delivered within its time (a day), and was given up."""
+
+    slug = "action-expired"
+    default_message = "This could not be sent in time and was not delivered."
+
+
+class ClientClosed(TriplineError):
+    """The client was closed while this waited; a queued action stays on disk and is sent by the
+    next client started on the same directory."""
+
+    slug = "client-closed"
+    transient = True
+    default_message = "The app stopped before this finished. It will be sent when it restarts."
 
 
 CATALOGUE: dict[str, type[TriplineError]] = {

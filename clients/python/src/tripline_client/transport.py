@@ -8,8 +8,9 @@ retry budget allows (:mod:`tripline_client.budget`).
 A write is replayed only when it carries an ``Idempotency-Key``, so the platform applies it once
 however many times it arrives: the transport gives every write a fresh key unless the caller
 passes its own (the offline queue passes the action's id) or ``None``. Without a key a write is
-tried again only when it certainly did not reach the platform: the connection was refused, or
-the gateway refused it before any service saw it (429, 503).
+tried again only when it certainly was not applied: the connection was refused, or the
+platform said "not now" (429 from the limits; 503 from shedding, an open breaker, or a service
+that could not do the work).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tripline_client.errors import (
     RetryBudgetExhausted,
     TriplineError,
     UnexpectedResponse,
+    ValidationError,
     from_problem,
 )
 
@@ -125,8 +127,10 @@ class Transport:
 
         Raises a :class:`TriplineError`: the platform's refusal mapped from its problem
         ``type``, :class:`NetworkError` / :class:`RequestTimeout` when no answer came,
-        :class:`RetryBudgetExhausted` when a retry was due but the budget said no. The error of
-        a retried call is the last attempt's.
+        :class:`RetryBudgetExhausted` when a retry was due but the budget said no,
+        :class:`UnexpectedResponse` for a redirect or a success that is not JSON (a network's
+        sign-in page), :class:`ValidationError` when ``json_body`` is not JSON-able. The error
+        of a retried call is the last attempt's.
         """
         method = method.upper()
         if idempotency_key is AUTO:
@@ -134,6 +138,9 @@ class Transport:
         else:
             key = idempotency_key
         headers = {"accept": "application/json"}
+        body = None if json_body is None else _encode(json_body)
+        if body is not None:
+            headers["content-type"] = "application/json"
         if key is not None:
             headers["idempotency-key"] = key
         replayable = method in SAFE_METHODS or key is not None
@@ -143,7 +150,7 @@ class Transport:
             if authenticated:
                 headers["authorization"] = f"Bearer {self.token()}"
             error, reached = await self._attempt(
-                method, path, json_body, params, headers, timeout_s or self.timeout_s
+                method, path, body, params, headers, timeout_s or self.timeout_s
             )
             if isinstance(error, Response):
                 return error
@@ -182,6 +189,8 @@ class Transport:
                     files={"file": (filename, data, content_type)},
                     timeout=max(self.timeout_s, 60.0),
                 )
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as bad:
+                raise InvalidRequest(f"the upload cannot be sent: {bad}") from bad
             except httpx.HTTPError as failure:
                 error = _network_error(failure)
             else:
@@ -198,13 +207,14 @@ class Transport:
             await self._sleep(delay)
 
     async def aclose(self) -> None:
+        """Close the pooled connections; the transport cannot be used afterwards."""
         await self._http.aclose()
 
     async def _attempt(
         self,
         method: str,
         path: str,
-        json_body: Any,
+        body: bytes | None,
         params: Mapping[str, str | int | float] | None,
         headers: Mapping[str, str],
         timeout_s: float,
@@ -214,7 +224,7 @@ class Transport:
             answer = await self._http.request(
                 method,
                 path,
-                json=json_body,
+                content=body,
                 params=params,
                 headers=headers,
                 timeout=timeout_s,
@@ -222,17 +232,31 @@ class Transport:
         except (httpx.ConnectError, httpx.ConnectTimeout) as failure:
             self._tell(reachable=False)
             return _network_error(failure), False
-        except httpx.InvalidURL as failure:
-            return InvalidRequest(f"invalid URL: {failure}"), False
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as failure:
+            # Our own request cannot be sent (a bad base URL, a token with a line break): no
+            # network would help, and the gateway's reachability is unknown.
+            return InvalidRequest(f"the request cannot be sent: {failure}"), False
         except httpx.HTTPError as failure:
             self._tell(reachable=False)
             return _network_error(failure), True
-        self._tell(reachable=True)
-        self.budget.record(accepted=answer.status_code not in RETRIED_STATUSES)
-        if answer.status_code >= 400:
+        status = answer.status_code
+        if 300 <= status < 400:
+            self._tell(reachable=False)
+            where = answer.headers.get("location", "elsewhere")
+            return UnexpectedResponse(f"redirected to {where}", status=status), True
+        if status >= 400:
+            self._tell(reachable=True)
+            self.budget.record(accepted=status not in RETRIED_STATUSES)
             retry_after = parse_retry_after(answer.headers.get("retry-after"), now=self._clock())
-            return from_problem(answer.status_code, answer.content, retry_after=retry_after), True
-        return _response(answer), True
+            return from_problem(status, answer.content, retry_after=retry_after), True
+        try:
+            response = _response(answer)
+        except UnexpectedResponse as error:
+            self._tell(reachable=False)
+            return error, True
+        self._tell(reachable=True)
+        self.budget.record(accepted=True)
+        return response, True
 
     def _retried(self, error: TriplineError) -> bool:
         return isinstance(error, NetworkError) or error.status in RETRIED_STATUSES
@@ -242,6 +266,14 @@ class Transport:
             self.budget.record(accepted=False)
         for observer in self._observers:
             observer(reachable)
+
+
+def _encode(value: Any) -> bytes:
+    """``value`` as JSON; raises :class:`ValidationError` when it cannot be (NaN, a set...)."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as failure:
+        raise ValidationError(f"the request body cannot be sent as JSON: {failure}") from failure
 
 
 def _network_error(failure: httpx.HTTPError) -> NetworkError:
