@@ -1,8 +1,18 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tripline.devstack.fakes import FakeClock
 from tripline_client.budget import RetryBudget
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def budget(clock: FakeClock, draw: float = 0.5) -> RetryBudget:

@@ -9,11 +9,21 @@ from typing import Any
 import httpx
 import pytest
 
-from tripline.devstack.fakes import FakeClock
 from tripline_client.client import Tripline
 from tripline_client.config import ClientConfig
-from tripline_client.errors import Conflict, NetworkError, TriplineError, ValidationError
+from tripline_client.errors import (
+    ClientClosed,
+    Conflict,
+    NetworkError,
+    TriplineError,
+    UnexpectedResponse,
+    ValidationError,
+)
 from tripline_client.outbox import Outcome
+
+
+def fixed_clock() -> float:
+    return 1_700_000_000.0
 
 
 class FakeGateway:
@@ -66,7 +76,7 @@ def client(gateway: FakeGateway, data_dir: Path) -> Tripline:
         config=ClientConfig(max_retries=1, action_wait_s=5, timeout_s=1),
         sleep=quick_sleep,
         rand=lambda: 0.5,
-        clock=FakeClock(1_700_000_000),
+        clock=fixed_clock,
         http=httpx.AsyncClient(
             base_url="http://gateway.test", transport=httpx.MockTransport(gateway.handle)
         ),
@@ -200,3 +210,96 @@ async def test_actions_made_while_the_platform_refuses_wait_for_the_backoff(
         )
     assert all(outcome.applied for outcome in outcomes)
     assert [key for _, key in gateway.applied] == [first.action_id] + [d.action_id for d in later]
+
+
+async def test_an_outcome_awaited_past_close_says_the_client_closed(tmp_path: Path) -> None:
+    gateway = FakeGateway()
+    gateway.up = False
+    async with client(gateway, tmp_path) as tripline:
+        queued = await tripline.send_sos("t1", lat=1, lng=2)
+        waiting = asyncio.create_task(queued.outcome())
+        await asyncio.sleep(0)
+    with pytest.raises(ClientClosed):
+        await asyncio.wait_for(waiting, 5)
+    assert queued.state == "queued"
+    assert queued.result is None
+
+
+async def test_outcomes_can_be_read_by_id_after_a_restart(tmp_path: Path) -> None:
+    gateway = FakeGateway()
+    async with client(gateway, tmp_path) as tripline:
+        applied = await tripline.send_sos("t1", lat=1, lng=2)
+    async with client(gateway, tmp_path) as again:
+        outcome = again.outcome(applied.action_id)
+        assert outcome is not None
+        assert outcome.applied
+        assert again.outcome("unknown") is None
+
+
+@pytest.mark.parametrize(
+    "presign",
+    [
+        {},
+        {"url": "http://s3.test/b", "fields": None},
+        {"url": 3, "fields": {}},
+        {"url": "http://s3.test/b", "fields": {"key": ["nested"]}},
+    ],
+)
+async def test_a_malformed_presign_is_an_unexpected_response(
+    tmp_path: Path, presign: dict[str, Any]
+) -> None:
+    async with client(FakeGateway(), tmp_path) as tripline:
+        with pytest.raises(UnexpectedResponse):
+            await tripline.upload_bytes(presign, b"data")
+
+
+async def test_a_token_read_from_a_file_is_sent_without_its_line_break(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return httpx.Response(200, json={"id": "u1"})
+
+    tripline = Tripline(
+        "http://gateway.test",
+        lambda: "abc.def.ghi\n",
+        tmp_path,
+        http=httpx.AsyncClient(
+            base_url="http://gateway.test", transport=httpx.MockTransport(handle)
+        ),
+    )
+    async with tripline:
+        await tripline.me()
+    assert seen == ["Bearer abc.def.ghi"]
+
+
+async def test_a_sign_in_page_does_not_count_as_being_back_online(tmp_path: Path) -> None:
+    portal = True
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if portal:
+            return httpx.Response(302, headers={"location": "http://wifi.login/"})
+        return httpx.Response(200, json={"status": "ok", "id": "x"})
+
+    tripline = Tripline(
+        "http://gateway.test",
+        "token",
+        tmp_path,
+        sleep=quick_sleep,
+        http=httpx.AsyncClient(
+            base_url="http://gateway.test", transport=httpx.MockTransport(handle)
+        ),
+    )
+    async with tripline:
+        queued = await tripline.send_sos("t1", lat=1, lng=2)
+        assert queued.state == "queued"
+        assert not tripline.connectivity.online
+        for _ in range(5):
+            tripline.report_network(True)
+            await asyncio.sleep(0.02)
+        assert not tripline.connectivity.online
+        assert tripline.pending_actions() != []
+        portal = False
+        tripline.report_network(True)
+        outcome = await asyncio.wait_for(queued.outcome(), 10)
+    assert outcome.applied

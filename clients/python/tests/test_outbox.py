@@ -21,7 +21,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from tripline_client import actions
 from tripline_client.actions import Action, ActionKind
 from tripline_client.errors import (
+    ActionExpired,
     Conflict,
+    InternalError,
     InvalidRequest,
     NetworkError,
     NotFound,
@@ -73,15 +75,18 @@ class FakeServer:
             self.in_flight -= 1
 
 
+START = 1_700_000_000.0
+
+
 class Clock:
     def __init__(self) -> None:
-        self.now = 1_700_000_000.0
+        self.now = START
 
     def __call__(self) -> float:
         return self.now
 
 
-def make(kind: ActionKind, action_id: str, now: float = 0.0) -> Action:
+def make(kind: ActionKind, action_id: str, now: float = START) -> Action:
     match kind:
         case ActionKind.SOS:
             return actions.sos("trip-1", 52.5, 13.4, "help", id=action_id, now=now)
@@ -222,25 +227,46 @@ async def test_unauthorized_keeps_the_action_without_counting(
     assert future.result().applied
 
 
-async def test_an_action_is_given_up_after_max_attempts(
+async def test_an_action_the_platform_fails_with_500s_is_given_up_after_max_attempts(
     store: OutboxStore, server: FakeServer, clock: Clock
 ) -> None:
     outbox = Outbox(store, server.send, clock=clock, max_attempts=3)
     future = outbox.submit(sos("a"))
-    outbox.submit(sos("b"))
-    server.mode = "down"
+    second = outbox.submit(sos("b"))
+    server.refuse["a"] = InternalError("boom", status=500)
 
     assert (await outbox.drain()).kind is StopReason.TRANSIENT
     assert (await outbox.drain()).kind is StopReason.TRANSIENT
     assert not future.done()
-    assert (await outbox.drain()).kind is StopReason.TRANSIENT
+    assert (await outbox.drain()).kind is StopReason.EMPTY
 
     outcome = future.result()
     assert not outcome.applied
-    assert isinstance(outcome.error, NetworkError)
+    assert isinstance(outcome.error, InternalError)
     assert outcome.action.attempts == 3
-    # The next action had its own first attempt in the same drain.
-    assert [(a.id, a.attempts) for a in outbox.pending()] == [("b", 1)]
+    # The next action went out in the same drain.
+    assert second.result().applied
+
+
+async def test_an_outage_never_gives_an_action_up_before_its_age(
+    store: OutboxStore, server: FakeServer, clock: Clock
+) -> None:
+    outbox = Outbox(store, server.send, clock=clock, max_attempts=3, max_age_s=3600)
+    future = outbox.submit(sos("a"))
+    server.mode = "down"
+    for _ in range(20):
+        clock.now += 60
+        assert (await outbox.drain()).kind is StopReason.TRANSIENT
+    assert not future.done()
+
+    clock.now = START + 3600
+    assert (await outbox.drain()).kind is StopReason.EMPTY
+    outcome = future.result()
+    assert not outcome.applied
+    assert isinstance(outcome.error, ActionExpired)
+    assert outcome.error.user_message == ActionExpired.default_message
+    assert isinstance(outcome.error.__cause__, NetworkError)
+    assert outcome.action.attempts == 21
 
 
 async def test_max_attempts_is_at_least_one(store: OutboxStore, server: FakeServer) -> None:

@@ -55,8 +55,11 @@ class Backoff:
         """
         if retry_after is not None and retry_after > self.cap_s:
             return None
-        jittered = rand() * self.ceiling(attempt)
-        return max(jittered, retry_after or 0.0)
+        return max(self.jitter(attempt, rand=rand), retry_after or 0.0)
+
+    def jitter(self, attempt: int, *, rand: Callable[[], float]) -> float:
+        """A full-jitter draw for retry number ``attempt``: ``rand() * ceiling(attempt)``."""
+        return rand() * self.ceiling(attempt)
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:

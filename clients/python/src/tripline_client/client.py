@@ -16,17 +16,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import httpx
 
 from tripline_client import actions
 from tripline_client.actions import Action
 from tripline_client.budget import RetryBudget
+from tripline_client.calls import PlainCalls, segment
 from tripline_client.config import ClientConfig
 from tripline_client.connectivity import Connectivity
 from tripline_client.delivery import Delivery
-from tripline_client.errors import NetworkError, NotFound, TriplineError
+from tripline_client.errors import NetworkError, NotFound, TriplineError, UnexpectedResponse
 from tripline_client.lastknown import LastKnownStore
 from tripline_client.outbox import Outbox, OutboxStore, Outcome
 from tripline_client.replay import Replayer
@@ -37,7 +38,7 @@ from tripline_client.transport import Transport
 TERMINAL_UPLOAD_STATES = frozenset({"verified", "rejected", "failed"})
 
 
-class Tripline:
+class Tripline(PlainCalls):
     """A client of the Tripline gateway at ``base_url``, acting with ``token``.
 
     ``data_dir`` holds the offline queue and the last known locations; give each signed-in user
@@ -117,6 +118,7 @@ class Tripline:
             self._send_action,
             clock=self._clock,
             max_attempts=self.config.max_action_attempts,
+            max_age_s=self.config.max_action_age_s,
         )
         for callback in self._callbacks:
             self._outbox.on_outcome(callback)
@@ -142,6 +144,8 @@ class Tripline:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._outbox is not None:
+            self._outbox.release()
         await self.transport.aclose()
         if self._database is not None:
             self._database.close()
@@ -150,8 +154,10 @@ class Tripline:
     # -- identity and modes ------------------------------------------------------------------
 
     def token(self) -> str:
-        """The token sent with every call."""
-        return self._token() if callable(self._token) else self._token
+        """The token sent with every call (surrounding whitespace, as read from a file, is
+        dropped: it cannot travel in a header)."""
+        token = self._token() if callable(self._token) else self._token
+        return token.strip()
 
     def set_token(self, token: str | Callable[[], str]) -> None:
         """Use a new token from now on (after a refresh or a new sign-in); queued actions that
@@ -176,63 +182,6 @@ class Tripline:
             else:
                 subscription.resume()
 
-    # -- plain calls -------------------------------------------------------------------------
-
-    async def me(self) -> dict[str, Any]:
-        """The signed-in user's profile."""
-        return await self._get("/api/users/me")
-
-    async def update_me(self, **fields: Any) -> dict[str, Any]:
-        """Change the profile's ``name``, ``phone`` or ``emergency_contact``; the new profile."""
-        return await self._call("PATCH", "/api/users/me", fields)
-
-    async def user(self, user_id: str) -> dict[str, Any]:
-        return await self._get(f"/api/users/{_segment(user_id)}")
-
-    async def create_trip(
-        self, origin: tuple[float, float], destination: tuple[float, float]
-    ) -> dict[str, Any]:
-        """Request a trip (a rider); the new trip, ``status`` requested."""
-        body = {
-            "origin": {"lat": origin[0], "lng": origin[1]},
-            "destination": {"lat": destination[0], "lng": destination[1]},
-        }
-        return await self._call("POST", "/api/trips", body)
-
-    async def get_trip(self, trip_id: str) -> dict[str, Any]:
-        return await self._get(f"/api/trips/{_segment(trip_id)}")
-
-    async def search_trips(
-        self,
-        lat: float,
-        lng: float,
-        *,
-        radius_km: float = 5.0,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> dict[str, Any]:
-        """Open trips near a point, nearest first: ``{items, next}`` (pass ``next`` as
-        ``cursor`` for the following page)."""
-        params: dict[str, str | int | float] = {"lat": lat, "lng": lng, "radius_km": radius_km}
-        if limit is not None:
-            params["limit"] = limit
-        if cursor is not None:
-            params["cursor"] = cursor
-        return await self._get("/api/trips/search", params)
-
-    async def pay(
-        self, trip_id: str, *, amount_cents: int, currency: str, method: str
-    ) -> dict[str, Any]:
-        """Pay for a trip: ``status`` confirmed, or pending (the platform confirms it later).
-        Raises :class:`~tripline_client.errors.PaymentDeclined` when the provider refuses."""
-        body = {"amount_cents": amount_cents, "currency": currency, "method": method}
-        return await self._call("POST", f"/api/trips/{_segment(trip_id)}/payment", body)
-
-    async def track_events(self, events: Sequence[Mapping[str, Any]]) -> None:
-        """Send analytics events (low priority: the first thing shed when the platform is
-        loaded; a failure here is raised, never queued)."""
-        await self._call("POST", "/api/analytics/events", {"events": list(events)})
-
     async def latest_location(self, trip_id: str) -> dict[str, Any] | None:
         """The trip's latest location, or ``None`` when none is known.
 
@@ -241,7 +190,7 @@ class Tripline:
         """
         store = self._store()
         try:
-            location = await self._get(f"/api/tracking/trips/{_segment(trip_id)}/location")
+            location = await self._get(f"/api/tracking/trips/{segment(trip_id)}/location")
         except NotFound:
             return None
         except TriplineError as error:
@@ -251,30 +200,6 @@ class Tripline:
             return {**saved, "stale": True}
         store.save(trip_id, location, location.get("seq"))
         return location
-
-    async def start_upload(
-        self, *, doc_type: str, filename: str, content_type: str, size_bytes: int
-    ) -> dict[str, Any]:
-        """Ask for a presigned upload: ``{upload_id, url, fields, key, expires_at}``."""
-        body = {
-            "doc_type": doc_type,
-            "filename": filename,
-            "content_type": content_type,
-            "size_bytes": size_bytes,
-        }
-        return await self._call("POST", "/api/uploads", body)
-
-    async def upload_bytes(self, presign: Mapping[str, Any], data: bytes) -> None:
-        """Send the file to storage with the presign from :meth:`start_upload`; then call
-        :meth:`complete_upload`."""
-        content_type = str(presign["fields"].get("Content-Type", "application/octet-stream"))
-        filename = str(presign.get("key", "upload")).rsplit("/", 1)[-1]
-        await self.transport.upload(
-            str(presign["url"]), presign["fields"], filename, data, content_type
-        )
-
-    async def upload_status(self, upload_id: str) -> dict[str, Any]:
-        return await self._get(f"/api/uploads/{_segment(upload_id)}")
 
     async def watch_upload(self, upload_id: str) -> AsyncIterator[dict[str, Any]]:
         """Yield the upload's status each time it changes, until verified, rejected or failed.
@@ -332,10 +257,16 @@ class Tripline:
 
     def on_outcome(self, callback: Callable[[Outcome], None]) -> None:
         """Call ``callback`` with each critical action's final outcome, including actions an
-        earlier run of the app queued and this one sent."""
+        earlier run of the app queued and this one sent. Register it before :meth:`start` to
+        hear those; it runs on the event loop and should be quick."""
         self._callbacks.append(callback)
         if self._outbox is not None:
             self._outbox.on_outcome(callback)
+
+    def outcome(self, action_id: str) -> Outcome | None:
+        """How a critical action ended (kept a week), or ``None`` while it is still queued or
+        when the id is unknown."""
+        return self._started_outbox().outcome(action_id)
 
     def pending_actions(self) -> list[Action]:
         """The critical actions on disk that have not been applied yet, oldest first."""
@@ -346,7 +277,7 @@ class Tripline:
     def subscribe(self, trip_id: str, *, critical: bool = False) -> TripSubscription:
         """A live subscription to the trip's events; use it with ``async with`` and iterate.
         ``critical`` subscriptions (an SOS in progress) stay open in background mode."""
-        path = f"/ws/trips/{_segment(trip_id)}"
+        path = f"/ws/trips/{segment(trip_id)}"
 
         def url(since: int | None) -> str:
             query: dict[str, str | int] = {"token": self.token()}
@@ -400,25 +331,18 @@ class Tripline:
         return response.body if isinstance(response.body, dict) else None
 
     async def _probe(self) -> bool:
+        """Whether the platform answers: any answer of its own counts (a 503 ``down`` too, as
+        the queue then learns the rest by itself); no answer, a redirect or a page that is not
+        the platform's (a Wi-Fi sign-in) does not."""
         try:
             await self.transport.request(
                 "GET", "/health", max_retries=0, timeout_s=5.0, authenticated=False
             )
-        except NetworkError:
+        except (NetworkError, UnexpectedResponse):
             return False
         except TriplineError:
             return True
         return True
-
-    async def _get(
-        self, path: str, params: Mapping[str, str | int | float] | None = None
-    ) -> dict[str, Any]:
-        response = await self.transport.request("GET", path, params=params)
-        return _object(response.body)
-
-    async def _call(self, method: str, path: str, body: Any) -> dict[str, Any]:
-        response = await self.transport.request(method, path, json_body=body)
-        return _object(response.body)
 
     def _store(self) -> LastKnownStore:
         if self._lastknown is None:
@@ -429,11 +353,3 @@ class Tripline:
         if self._outbox is None:
             raise RuntimeError("the client is not started: use `async with Tripline(...)`")
         return self._outbox
-
-
-def _segment(value: str) -> str:
-    return quote(value, safe="")
-
-
-def _object(body: Any) -> dict[str, Any]:
-    return body if isinstance(body, dict) else {"value": body}

@@ -35,7 +35,11 @@ class ClientConfig:
     """Adaptive throttling's multiplier: retries stop when failures outnumber
     ``k`` times the accepted calls (:mod:`tripline_client.budget`)."""
     max_action_attempts: int = 50
-    """Transient failures after which a queued action is given up and reported failed."""
+    """500 answers in a row after which a queued action is given up and reported failed
+    (outages never count: see :class:`tripline_client.outbox.Outbox`)."""
+    max_action_age_s: float = 24 * 3600.0
+    """Age after which a queued action not yet delivered is given up (the platform remembers
+    idempotency keys for a day)."""
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0 or self.action_wait_s < 0 or self.max_retries < 0:

@@ -111,5 +111,6 @@ class Connectivity:
                 continue
             attempt += 1
             backoff = self._background_backoff if self._background else self._backoff
-            delay = backoff.delay(attempt, rand=self._rand) or backoff.cap_s
-            await sleep_unless(self._sleep, delay, self._look_now)
+            await sleep_unless(
+                self._sleep, backoff.jitter(attempt, rand=self._rand), self._look_now
+            )

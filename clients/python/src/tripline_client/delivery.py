@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, Literal
 
 from tripline_client.actions import Action
-from tripline_client.errors import TriplineError
+from tripline_client.errors import ClientClosed, TriplineError
 from tripline_client.outbox import Outcome
 
 State = Literal["applied", "queued", "failed"]
@@ -31,12 +31,14 @@ class Delivery:
     @property
     def result(self) -> dict[str, Any] | None:
         """The platform's answer, once applied."""
-        return self._finished().result if self._outcome.done() else None
+        outcome = self._finished()
+        return outcome.result if outcome is not None else None
 
     @property
     def error(self) -> TriplineError | None:
         """Why the action failed for good, once it has."""
-        return self._finished().error if self._outcome.done() else None
+        outcome = self._finished()
+        return outcome.error if outcome is not None else None
 
     @property
     def message(self) -> str:
@@ -50,11 +52,22 @@ class Delivery:
 
     async def outcome(self) -> Outcome:
         """Wait for the action's final outcome (applied, or failed for good). The wait lasts
-        as long as the platform is unreachable; bound it with ``asyncio.timeout`` if needed."""
-        return await asyncio.shield(self._outcome)
+        as long as the platform is unreachable; bound it with ``asyncio.timeout`` if needed.
 
-    def _finished(self) -> Outcome:
-        return self._outcome.result()
+        Raises :class:`ClientClosed` when the client is closed first: the action stays on disk,
+        and the next client's :meth:`Tripline.on_outcome` callbacks hear how it ends.
+        """
+        try:
+            return await asyncio.shield(self._outcome)
+        except asyncio.CancelledError:
+            if self._outcome.cancelled():
+                raise ClientClosed("the client was closed before the action finished") from None
+            raise
+
+    def _finished(self) -> Outcome | None:
+        if self._outcome.done() and not self._outcome.cancelled():
+            return self._outcome.result()
+        return None
 
     def __repr__(self) -> str:
         return f"Delivery({self.action.kind}, {self.state}, id={self.action.id})"

@@ -25,7 +25,14 @@ from enum import StrEnum
 from typing import Any, ClassVar, Final
 
 from tripline_client.actions import Action
-from tripline_client.errors import CATALOGUE, TriplineError, Unauthorized, error_class
+from tripline_client.errors import (
+    CATALOGUE,
+    ActionExpired,
+    InternalError,
+    TriplineError,
+    Unauthorized,
+    error_class,
+)
 from tripline_client.storage import StorageError
 
 logger = logging.getLogger(__name__)
@@ -34,7 +41,10 @@ RETENTION_S: Final = 7 * 24 * 3600.0
 """How long a finished action's outcome is kept on disk: a week."""
 
 MAX_ATTEMPTS: Final = 50
-"""Transient failures after which an action is given up (see :class:`Outbox`)."""
+"""500 answers in a row after which an action is given up (see :class:`Outbox`)."""
+
+MAX_AGE_S: Final = 24 * 3600.0
+"""Age after which an action not yet delivered is given up (see :class:`Outbox`)."""
 
 # What an outcome's error keeps on disk besides its slug; ``detail`` first, as it is positional.
 _ERROR_FIELDS: Final = ("detail", "status", "retry_after", "problem", "user_message")
@@ -208,12 +218,14 @@ class Outbox:
     answer's JSON body; it raises only :class:`TriplineError` for a failed request. Anything
     else it raises is a bug in it and propagates out of :meth:`drain`, the head kept unchanged.
 
-    An action that failed transiently ``max_attempts`` times is finished as failed with the
-    last error. The queue must not hold its head forever: an action the platform answers with a
-    500 every time (a transient error to the SDK) would block every action behind it, an SOS
-    included. Attempts count only sends that were made, each already retried by the transport,
-    and the caller backs off between drains, so 50 in a row take far longer than a passing
-    outage: by then the person is better told than kept waiting.
+    A transient failure keeps the action at the head, with two exceptions, so the queue never
+    holds its head forever. An action older than ``max_age_s`` (a day: as long as the platform
+    remembers idempotency keys) is finished as failed with :class:`ActionExpired`: sent later,
+    a repeat could be applied twice, and the person is better told. And an action the platform
+    answered with a 500 ``max_attempts`` times in a row is finished as failed with that error:
+    the platform fails on this very request, and it would block every action behind it, an
+    SOS included. Outages (no network, 429, 502-504) never count towards that: an SOS waits
+    them out.
     """
 
     def __init__(
@@ -223,13 +235,15 @@ class Outbox:
         *,
         clock: Callable[[], float],
         max_attempts: int = MAX_ATTEMPTS,
+        max_age_s: float = MAX_AGE_S,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if max_attempts < 1 or max_age_s <= 0:
+            raise ValueError("max_attempts must be at least 1 and max_age_s positive")
         self._store = store
         self._send = send
         self._clock = clock
         self._max_attempts = max_attempts
+        self._max_age_s = max_age_s
         self._lock = asyncio.Lock()
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._callbacks: list[Callable[[Outcome], None]] = []
@@ -268,15 +282,30 @@ class Outbox:
                 except Unauthorized as error:
                     return DrainStop(StopReason.UNAUTHORIZED, error)
                 except TriplineError as error:
+                    final: TriplineError | None = error
                     if error.transient:
                         attempts = self._store.record_attempt(action.id)
-                        if attempts < self._max_attempts:
-                            return DrainStop(StopReason.TRANSIENT, error)
                         action = replace(action, attempts=attempts)
-                    self._finish(action, None, error)
+                        final = self._given_up(action, error)
+                        if final is None:
+                            return DrainStop(StopReason.TRANSIENT, error)
+                    self._finish(action, None, final)
                 else:
                     self._finish(action, result, None)
             return DrainStop(StopReason.EMPTY)
+
+    def _given_up(self, action: Action, error: TriplineError) -> TriplineError | None:
+        """The error to finish ``action`` with after this transient ``error``, or ``None`` to
+        keep it queued."""
+        if self._clock() - action.created_at >= self._max_age_s:
+            expired = ActionExpired(
+                f"not delivered within {self._max_age_s:.0f} s; last failure: {error.detail}"
+            )
+            expired.__cause__ = error
+            return expired
+        if isinstance(error, InternalError) and action.attempts >= self._max_attempts:
+            return error
+        return None
 
     def on_outcome(self, callback: Callable[[Outcome], None]) -> Callable[[], None]:
         """Call ``callback`` with the outcome of every action this outbox finishes, including
@@ -292,6 +321,14 @@ class Outbox:
                 self._callbacks.remove(callback)
 
         return unregister
+
+    def release(self) -> None:
+        """Cancel every future :meth:`submit` gave that has not resolved: the caller is closing
+        the queue. The actions stay on disk for the next outbox on the same store."""
+        for futures in self._waiters.values():
+            for future in futures:
+                future.cancel()
+        self._waiters.clear()
 
     def pending(self) -> list[Action]:
         """The actions still to send, oldest first."""

@@ -47,6 +47,7 @@ class Replayer:
         self._wake = asyncio.Event()
         self._wake.set()
         self._backing_off = False
+        self._draining = False
         self.stalled = asyncio.Event()
         connectivity.on_change(self._reachability_changed)
 
@@ -56,10 +57,11 @@ class Replayer:
         self._wake.set()
 
     def queued(self) -> None:
-        """An action was added: drain now, unless the platform just refused the queue for now.
-        Then the action waits for the backoff, so apps that keep adding actions during an
-        outage do not send the head again at each one."""
-        if not self._backing_off:
+        """An action was added: drain now, unless a drain is running (it sends the new action
+        too) or the platform just refused the queue for now. Then the action waits for the
+        backoff, so apps that keep adding actions during an outage do not send the head again
+        at each one."""
+        if not self._backing_off and not self._draining:
             self.wake()
 
     async def run(self) -> None:
@@ -72,20 +74,33 @@ class Replayer:
                 self.stalled.set()
                 continue
             self.stalled.clear()
-            stop = await self._outbox.drain()
-            if stop.kind is DrainStop.EMPTY:
+            stop = await self._drain()
+            if stop is not None and stop.kind is DrainStop.EMPTY:
                 attempt = 0
-                self.stalled.clear()
                 continue
             self.stalled.set()
-            if stop.kind is DrainStop.UNAUTHORIZED:
+            if stop is not None and stop.kind is DrainStop.UNAUTHORIZED:
                 logger.warning("offline queue waits for a new token (the platform refused it)")
                 continue
             attempt += 1
             backoff = self._background_backoff if self._connectivity.background else self._backoff
-            retry_after = stop.error.retry_after if stop.error is not None else None
+            retry_after = stop.error.retry_after if stop is not None and stop.error else None
             delay = backoff.delay(attempt, rand=self._rand, retry_after=retry_after)
-            await self._pause(delay if delay is not None else backoff.cap_s)
+            # A Retry-After beyond the cap is still the platform's word: wait it out.
+            await self._pause(delay if delay is not None else retry_after or backoff.cap_s)
+
+    async def _drain(self) -> DrainStop | None:
+        """One drain; ``None`` when it failed in a way that is not the platform's answer (the
+        disk, a token function that raised): logged, and retried after a backoff like an
+        outage, so the queue never stops for good."""
+        self._draining = True
+        try:
+            return await self._outbox.drain()
+        except Exception:
+            logger.exception("the offline queue could not be sent; trying again later")
+            return None
+        finally:
+            self._draining = False
 
     async def _pause(self, delay: float) -> None:
         """Wait ``delay`` before draining again, or less when woken."""
