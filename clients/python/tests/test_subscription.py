@@ -312,16 +312,28 @@ async def test_a_busy_server_is_asked_again_no_sooner_than_its_retry_after(
     assert sleeps.delays == [7.0, 30.0, 1.0]
 
 
-async def test_the_backoff_starts_over_after_a_connection_that_delivered(
+async def test_the_backoff_starts_over_after_a_connection_that_lasted(
     server: TripServer, subscribe: Callable[..., TripSubscription], sleeps: Sleeps
 ) -> None:
     server.refusals = [(503, {}), (502, {})]
-    async with subscribe() as subscription:
+    async with subscribe(stable_after_s=0) as subscription:
         await next_event(subscription)
         server.abort_all()
         server.publish("status", status="started")
         assert seqs(await events(subscription, 1)) == [1]
     assert sleeps.delays == [0.25, 0.5, 0.25]
+
+
+async def test_connections_that_close_at_once_keep_the_backoff_growing(
+    server: TripServer, subscribe: Callable[..., TripSubscription], sleeps: Sleeps
+) -> None:
+    async with subscribe() as subscription:
+        await next_event(subscription)
+        for number in (1, 2):
+            server.abort_all()
+            server.publish("status", status=f"moved-{number}")
+            assert seqs(await events(subscription, 1)) == [number]
+    assert sleeps.delays == [0.25, 0.5]
 
 
 async def test_an_immediate_reconnection_that_fails_again_backs_off(

@@ -117,7 +117,8 @@ class TripSubscription:
     ``anext``: then call :meth:`aclose`). A dropped connection is reopened with ``since``: at
     once after 1012 or a gap in the numbers, else after ``backoff`` with full jitter and never
     sooner than a refusal's ``Retry-After`` (even past the cap: a subscription outlives any one
-    call); a connection that delivered a frame or lasted ``stable_after_s`` restarts the count.
+    call); a connection that lasted ``stable_after_s`` restarts the count (and only after one
+    does 1012 reconnect at once).
     Iteration ends at :meth:`aclose`, or raises what ended the subscription once the events
     before it are read: a refusal retrying cannot fix (401 ``Unauthorized``, 403 ``Forbidden``,
     404 ``NotFound``, other 4xx), at the handshake or as a 4000 + status close code. Locations
@@ -310,16 +311,17 @@ class TripSubscription:
         self._ws = ws
         self._connections += 1
         opened_at = self._clock()
-        received = False
         try:
             while True:
                 try:
                     message = await ws.recv()
                 except ConnectionClosed as closed:
+                    # Only a connection that lasted resets the backoff: one that delivers a
+                    # frame and closes at once, again and again, must not reconnect in a tight
+                    # loop, as each upgrade spends the user's critical quota (SOS's too).
                     lasted = self._clock() - opened_at >= self._stable_after_s
-                    return self._server_closed(closed, healthy=received or lasted)
+                    return self._server_closed(closed, healthy=lasted)
                 decision = self._resume.accept(message)
-                received = received or decision.verdict is not Verdict.MALFORMED
                 if decision.verdict is Verdict.GAP:
                     await ws.close(reason="resync with since")
                     return _Retry(at_once=True, healthy=True)
