@@ -13,7 +13,7 @@ MANIFESTS := pyproject.toml uv.lock libs/common/pyproject.toml tools/devstack/py
 	clients/python/pyproject.toml \
 	$(wildcard services/*/pyproject.toml)
 
-.PHONY: help install up start stop status logs token lint typecheck test k8s-validate images bench-gateway bench-core bench-tracking bench-uploads clean
+.PHONY: help install up start stop status logs token lint typecheck test k8s-validate images bench-gateway bench-core bench-tracking bench-uploads bench-sdk clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ bench-uploads: install ## presign/complete rps through the gateway + worker docu
 
 bench-tracking: install ## tracking fan-out vs the Socket.io reference: NS="1000 3000" DURATION=30s SKIP_REFERENCE=1 SKIP_GATEWAY=1
 	tools/bench/tracking.sh
+
+bench-sdk: install ## the client SDK's cost per call vs bare httpx, one process serving: CALLS=2000
+	$(UV) run --frozen python tools/bench/sdk.py $(or $(CALLS),2000)
 
 clean: stop ## remove the venv, local data and caches
 	rm -rf .venv .tools .data .pytest_cache .mypy_cache .ruff_cache
