@@ -303,3 +303,14 @@ async def test_a_sign_in_page_does_not_count_as_being_back_online(tmp_path: Path
         tripline.report_network(True)
         outcome = await asyncio.wait_for(queued.outcome(), 10)
     assert outcome.applied
+
+
+async def test_an_sos_cuts_the_queues_backoff_short(tmp_path: Path) -> None:
+    gateway = FakeGateway()
+    gateway.refusing = True
+    async with client(gateway, tmp_path) as tripline:
+        assert (await tripline.change_status("t1", "arrived")).state == "queued"
+        seen = gateway.writes_seen
+        sos = await tripline.send_sos("t1", lat=1, lng=2)
+        assert sos.state == "queued"
+        assert gateway.writes_seen > seen

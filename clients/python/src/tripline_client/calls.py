@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from tripline_client.config import ClientConfig
 from tripline_client.errors import UnexpectedResponse
 from tripline_client.transport import Transport
 
@@ -16,6 +17,7 @@ class PlainCalls:
     """Profiles, trips, payments, analytics and uploads, through ``transport``."""
 
     transport: Transport
+    config: ClientConfig
 
     async def me(self) -> dict[str, Any]:
         """The signed-in user's profile."""
@@ -67,7 +69,11 @@ class PlainCalls:
         """Pay for a trip: ``status`` confirmed, or pending (the platform confirms it later).
         Raises :class:`~tripline_client.errors.PaymentDeclined` when the provider refuses."""
         body = {"amount_cents": amount_cents, "currency": currency, "method": method}
-        return await self._call("POST", f"/api/trips/{segment(trip_id)}/payment", body)
+        path = f"/api/trips/{segment(trip_id)}/payment"
+        response = await self.transport.request(
+            "POST", path, json_body=body, timeout_s=self.config.slow_call_timeout_s
+        )
+        return _object(response.body)
 
     async def track_events(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Send analytics events (low priority: the first thing shed when the platform is

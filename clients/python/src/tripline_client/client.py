@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import httpx
 
 from tripline_client import actions
-from tripline_client.actions import Action
+from tripline_client.actions import Action, ActionKind
 from tripline_client.budget import RetryBudget
 from tripline_client.calls import PlainCalls, segment
 from tripline_client.config import ClientConfig
@@ -230,10 +230,12 @@ class Tripline(PlainCalls):
     async def send_sos(
         self, trip_id: str, *, lat: float, lng: float, message: str | None = None
     ) -> Delivery:
-        """Raise an SOS for the trip. It is never dropped: sent now, or kept on disk and sent
-        as soon as the platform can be reached, also after the app restarts."""
+        """Raise an SOS for the trip: sent now, or kept on disk and sent as soon as the
+        platform can be reached, also after the app restarts (given up only after a day). An
+        SOS cuts short the queue's backoff: it is tried again at once."""
         return await self._submit(
-            actions.sos(trip_id, lat, lng, message, id=actions.new_id(), now=self._clock())
+            urgent=True,
+            action=actions.sos(trip_id, lat, lng, message, id=actions.new_id(), now=self._clock()),
         )
 
     async def change_status(self, trip_id: str, status: str) -> Delivery:
@@ -306,13 +308,13 @@ class Tripline(PlainCalls):
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _submit(self, action: Action) -> Delivery:
+    async def _submit(self, action: Action, *, urgent: bool = False) -> Delivery:
         outbox = self._started_outbox()
         replayer = self._replayer
         if replayer is None:
             raise RuntimeError("the client is not started")
         future = outbox.submit(action)
-        replayer.queued()
+        replayer.queued(urgent=urgent)
         if self.connectivity.online and not replayer.stalled.is_set():
             stalled = asyncio.ensure_future(replayer.stalled.wait())
             waits: set[asyncio.Future[Any]] = {future, stalled}
@@ -325,8 +327,13 @@ class Tripline(PlainCalls):
         return Delivery(action, future)
 
     async def _send_action(self, action: Action) -> dict[str, Any] | None:
+        slow = action.kind is ActionKind.UPLOAD_COMPLETE
         response = await self.transport.request(
-            action.method, action.path, json_body=action.body, idempotency_key=action.id
+            action.method,
+            action.path,
+            json_body=action.body,
+            idempotency_key=action.id,
+            timeout_s=self.config.slow_call_timeout_s if slow else None,
         )
         return response.body if isinstance(response.body, dict) else None
 

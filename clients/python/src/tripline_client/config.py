@@ -13,6 +13,9 @@ class ClientConfig:
 
     timeout_s: float = 10.0
     """Each attempt's timeout (connect, send and answer)."""
+    slow_call_timeout_s: float = 20.0
+    """The same for a payment and an upload's completion, to which the gateway gives its
+    service 15 s: a shorter wait would give up on calls that succeed."""
     max_retries: int = 3
     """Retries of one call after its first attempt (network errors, 429, 502, 503, 504)."""
     backoff: Backoff = field(default_factory=Backoff)
@@ -42,7 +45,12 @@ class ClientConfig:
     idempotency keys for a day)."""
 
     def __post_init__(self) -> None:
-        if self.timeout_s <= 0 or self.action_wait_s < 0 or self.max_retries < 0:
+        if (
+            self.timeout_s <= 0
+            or self.slow_call_timeout_s <= 0
+            or self.action_wait_s < 0
+            or self.max_retries < 0
+        ):
             raise ValueError(
                 "timeout_s must be positive, action_wait_s and max_retries not negative"
             )

@@ -56,12 +56,12 @@ class Replayer:
         self.stalled.clear()
         self._wake.set()
 
-    def queued(self) -> None:
+    def queued(self, *, urgent: bool = False) -> None:
         """An action was added: drain now, unless a drain is running (it sends the new action
         too) or the platform just refused the queue for now. Then the action waits for the
         backoff, so apps that keep adding actions during an outage do not send the head again
-        at each one."""
-        if not self._backing_off and not self._draining:
+        at each one; an ``urgent`` one (an SOS) cuts the backoff short all the same."""
+        if not self._draining and (urgent or not self._backing_off):
             self.wake()
 
     async def run(self) -> None:
