@@ -5,7 +5,7 @@ from typing import Any, cast
 
 from tripline_client.backoff import Backoff
 from tripline_client.connectivity import Connectivity
-from tripline_client.errors import RateLimited
+from tripline_client.errors import RateLimited, Unauthorized
 from tripline_client.outbox import DrainStop, Outbox, StopReason
 from tripline_client.replay import Replayer
 from tripline_client.storage import StorageError
@@ -42,7 +42,9 @@ async def never(_: Any = None) -> bool:
     return False
 
 
-async def run(script: list[DrainStop | Exception]) -> tuple[ScriptedOutbox, Sleeps, Replayer]:
+async def run(
+    script: list[DrainStop | Exception], **options: Any
+) -> tuple[ScriptedOutbox, Sleeps, Replayer]:
     outbox, sleeps = ScriptedOutbox(script), Sleeps()
     connectivity = Connectivity(
         never, backoff=Backoff(), background_cap_s=60, sleep=sleeps, rand=lambda: 0.5
@@ -54,6 +56,7 @@ async def run(script: list[DrainStop | Exception]) -> tuple[ScriptedOutbox, Slee
         background_cap_s=120,
         sleep=sleeps,
         rand=lambda: 0.5,
+        **options,
     )
     task = asyncio.create_task(replayer.run())
     await asyncio.wait_for(outbox.done.wait(), 5)
@@ -80,3 +83,34 @@ async def test_a_broken_drain_is_retried_after_a_backoff_instead_of_stopping_the
     assert outbox.drains == 3
     assert sleeps.delays == [0.5, 1.0]
     assert not replayer.stalled.is_set()
+
+
+async def test_a_refused_token_waits_for_a_new_one_unless_it_refreshes_itself() -> None:
+    refused = DrainStop(StopReason.UNAUTHORIZED, Unauthorized("expired", status=401))
+    outbox, sleeps = ScriptedOutbox([refused, refused]), Sleeps()
+    connectivity = Connectivity(
+        never, backoff=Backoff(), background_cap_s=60, sleep=sleeps, rand=lambda: 0.5
+    )
+    fixed = Replayer(
+        cast(Outbox, outbox),
+        connectivity,
+        backoff=Backoff(base_s=1, cap_s=15),
+        background_cap_s=120,
+        sleep=sleeps,
+        rand=lambda: 0.5,
+    )
+    task = asyncio.create_task(fixed.run())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert outbox.drains == 1
+    assert fixed.stalled.is_set()
+    fixed.wake()  # a new token
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert outbox.drains == 2
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    outbox, sleeps, _ = await run([refused, refused], token_refreshes=lambda: True)
+    assert outbox.drains == 3
+    assert sleeps.delays == [0.5, 1.0]

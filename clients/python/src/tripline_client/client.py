@@ -129,6 +129,7 @@ class Tripline(PlainCalls):
             background_cap_s=self.config.background_probe_cap_s,
             sleep=self._sleep,
             rand=self._rand,
+            token_refreshes=lambda: callable(self._token),
         )
         self._tasks = [
             asyncio.create_task(self.connectivity.run(), name="tripline-connectivity"),

@@ -23,6 +23,10 @@ logger = logging.getLogger("tripline_client.replay")
 class Replayer:
     """Drains ``outbox`` whenever it may; :meth:`run` is its loop (one task per client).
 
+    After a refused token the queue waits for :meth:`wake` (a new token), unless
+    ``token_refreshes()`` says the token is read afresh for every request: then it tries again
+    after the backoff, as the app may have refreshed it meanwhile.
+
     ``stalled`` is set from the moment a drain stops with actions left (unreachable, refused for
     now, token refused) until the next drain starts, so a caller waiting on one action's answer
     can stop waiting and tell its user the action is queued.
@@ -37,8 +41,10 @@ class Replayer:
         background_cap_s: float,
         sleep: Callable[[float], Awaitable[None]],
         rand: Callable[[], float],
+        token_refreshes: Callable[[], bool] = lambda: False,
     ) -> None:
         self._outbox = outbox
+        self._token_refreshes = token_refreshes
         self._connectivity = connectivity
         self._backoff = backoff
         self._background_backoff = backoff.capped(background_cap_s)
@@ -80,8 +86,10 @@ class Replayer:
                 continue
             self.stalled.set()
             if stop is not None and stop.kind is DrainStop.UNAUTHORIZED:
-                logger.warning("offline queue waits for a new token (the platform refused it)")
-                continue
+                if not self._token_refreshes():
+                    logger.warning("offline queue waits for a new token (the platform refused it)")
+                    continue
+                logger.warning("the platform refused the token; asking for it again later")
             attempt += 1
             backoff = self._background_backoff if self._connectivity.background else self._backoff
             retry_after = stop.error.retry_after if stop is not None and stop.error else None
