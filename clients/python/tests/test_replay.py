@@ -42,14 +42,11 @@ async def never(_: Any = None) -> bool:
     return False
 
 
-async def run(
-    script: list[DrainStop | Exception], **options: Any
-) -> tuple[ScriptedOutbox, Sleeps, Replayer]:
-    outbox, sleeps = ScriptedOutbox(script), Sleeps()
+def replayer(outbox: ScriptedOutbox, sleeps: Sleeps, **options: Any) -> Replayer:
     connectivity = Connectivity(
         never, backoff=Backoff(), background_cap_s=60, sleep=sleeps, rand=lambda: 0.5
     )
-    replayer = Replayer(
+    return Replayer(
         cast(Outbox, outbox),
         connectivity,
         backoff=Backoff(base_s=1, cap_s=15),
@@ -58,11 +55,19 @@ async def run(
         rand=lambda: 0.5,
         **options,
     )
-    task = asyncio.create_task(replayer.run())
+
+
+async def run(
+    script: list[DrainStop | Exception], **options: Any
+) -> tuple[ScriptedOutbox, Sleeps, Replayer]:
+    """Run a replayer over ``script`` until the queue is empty."""
+    outbox, sleeps = ScriptedOutbox(script), Sleeps()
+    loop = replayer(outbox, sleeps, **options)
+    task = asyncio.create_task(loop.run())
     await asyncio.wait_for(outbox.done.wait(), 5)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    return outbox, sleeps, replayer
+    return outbox, sleeps, loop
 
 
 async def test_a_retry_after_beyond_the_cap_is_waited_out() -> None:
@@ -87,18 +92,8 @@ async def test_a_broken_drain_is_retried_after_a_backoff_instead_of_stopping_the
 
 async def test_a_refused_token_waits_for_a_new_one_unless_it_refreshes_itself() -> None:
     refused = DrainStop(StopReason.UNAUTHORIZED, Unauthorized("expired", status=401))
-    outbox, sleeps = ScriptedOutbox([refused, refused]), Sleeps()
-    connectivity = Connectivity(
-        never, backoff=Backoff(), background_cap_s=60, sleep=sleeps, rand=lambda: 0.5
-    )
-    fixed = Replayer(
-        cast(Outbox, outbox),
-        connectivity,
-        backoff=Backoff(base_s=1, cap_s=15),
-        background_cap_s=120,
-        sleep=sleeps,
-        rand=lambda: 0.5,
-    )
+    outbox = ScriptedOutbox([refused, refused])
+    fixed = replayer(outbox, Sleeps())
     task = asyncio.create_task(fixed.run())
     for _ in range(20):
         await asyncio.sleep(0)
