@@ -19,7 +19,7 @@ from tripline_client.errors import (
     UnexpectedResponse,
     ValidationError,
 )
-from tripline_client.outbox import Outcome
+from tripline_client.outbox_store import Outcome
 
 
 def fixed_clock() -> float:

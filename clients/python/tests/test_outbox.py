@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import sqlite3
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,18 +22,14 @@ from tripline_client.errors import (
     ActionExpired,
     Conflict,
     InternalError,
-    InvalidRequest,
     NetworkError,
-    NotFound,
-    RateLimited,
-    RequestTimeout,
-    ServiceUnavailable,
     TriplineError,
     Unauthorized,
     ValidationError,
 )
-from tripline_client.outbox import RETENTION_S, Outbox, OutboxStore, Outcome, StopReason
-from tripline_client.storage import StorageError, open_database
+from tripline_client.outbox import Outbox, StopReason
+from tripline_client.outbox_store import RETENTION_S, OutboxStore, Outcome
+from tripline_client.storage import open_database
 
 Mode = Literal["up", "down", "lossy", "unauthorized"]
 
@@ -111,18 +105,6 @@ def server() -> FakeServer:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-def connection(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = open_database(tmp_path)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def store(connection: sqlite3.Connection) -> OutboxStore:
-    return OutboxStore(connection)
 
 
 @pytest.fixture
@@ -411,34 +393,6 @@ async def test_callbacks_after_a_restart_hear_of_actions_submitted_before(
     assert server.applied == ["a", "b"]
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        NetworkError(),
-        RequestTimeout("no answer in 10 s"),
-        ServiceUnavailable("busy", status=503, retry_after=2.0),
-        RateLimited("slow down", status=429, retry_after=30.0),
-        StorageError("disk full"),
-        Conflict("moved on", status=409, problem={"trace_id": "t1"}),
-        NotFound(status=404),
-        InvalidRequest("teapot", status=418),
-    ],
-    ids=repr,
-)
-def test_a_stored_error_is_rebuilt_as_it_was(tmp_path: Path, error: TriplineError) -> None:
-    connection = open_database(tmp_path)
-    OutboxStore(connection).finish(Outcome(sos("a"), False, None, error, 5.0))
-    connection.close()
-    connection = open_database(tmp_path)
-    outcome = OutboxStore(connection).outcome("a")
-    connection.close()
-    assert outcome is not None
-    rebuilt = outcome.error
-    assert isinstance(rebuilt, type(error))
-    assert (rebuilt.slug, rebuilt.transient) == (error.slug, error.transient)
-    assert vars(rebuilt) == vars(error)
-
-
 async def test_old_outcomes_are_purged(
     store: OutboxStore, outbox: Outbox, server: FakeServer, clock: Clock
 ) -> None:
@@ -454,41 +408,6 @@ async def test_old_outcomes_are_purged(
 
     assert outbox.outcome("a") is None
     assert outbox.outcome("b") is not None
-
-
-def test_the_schema_is_created_once(connection: sqlite3.Connection) -> None:
-    OutboxStore(connection).add(sos("a"))
-    assert OutboxStore(connection).pending() == [sos("a")]
-
-
-def test_an_id_is_added_once(store: OutboxStore) -> None:
-    assert store.add(sos("a"))
-    assert not store.add(make(ActionKind.TRIP_STATUS, "a"))
-    assert store.pending() == [sos("a")]
-
-
-def test_counting_an_attempt_needs_a_pending_action(store: OutboxStore) -> None:
-    with pytest.raises(KeyError):
-        store.record_attempt("nothing")
-
-
-def test_a_closed_database_is_a_storage_error(tmp_path: Path) -> None:
-    connection = open_database(tmp_path)
-    store = OutboxStore(connection)
-    connection.close()
-    with pytest.raises(StorageError, match="save the action"):
-        store.add(sos("a"))
-    with pytest.raises(StorageError):
-        OutboxStore(connection)
-
-
-def test_a_damaged_row_is_a_storage_error(
-    store: OutboxStore, connection: sqlite3.Connection
-) -> None:
-    store.add(sos("a"))
-    connection.execute("UPDATE outbox_pending SET action = 'garbage'")
-    with pytest.raises(StorageError, match="read the queue"):
-        store.head()
 
 
 class OutboxUnderWeather(RuleBasedStateMachine):

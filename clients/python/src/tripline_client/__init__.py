@@ -9,7 +9,7 @@ from tripline_client.config import ClientConfig
 from tripline_client.delivery import Delivery
 from tripline_client.errors import TriplineError
 from tripline_client.frames import TripEvent
-from tripline_client.outbox import Outcome
+from tripline_client.outbox_store import Outcome
 from tripline_client.subscription import TripSubscription
 
 __all__ = [

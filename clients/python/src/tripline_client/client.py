@@ -29,7 +29,8 @@ from tripline_client.connectivity import Connectivity
 from tripline_client.delivery import Delivery
 from tripline_client.errors import NetworkError, NotFound, TriplineError, UnexpectedResponse
 from tripline_client.lastknown import LastKnownStore
-from tripline_client.outbox import Outbox, OutboxStore, Outcome
+from tripline_client.outbox import Outbox
+from tripline_client.outbox_store import OutboxStore, Outcome
 from tripline_client.replay import Replayer
 from tripline_client.storage import open_database
 from tripline_client.subscription import TripSubscription

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tripline_client.backoff import Backoff
+from tripline_client.outbox import MAX_AGE_S, MAX_ATTEMPTS
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,10 @@ class ClientConfig:
     retry_budget_k: float = 2.0
     """Adaptive throttling's multiplier: retries stop when failures outnumber
     ``k`` times the accepted calls (:mod:`tripline_client.budget`)."""
-    max_action_attempts: int = 50
+    max_action_attempts: int = MAX_ATTEMPTS
     """500 answers in a row after which a queued action is given up and reported failed
     (outages never count: see :class:`tripline_client.outbox.Outbox`)."""
-    max_action_age_s: float = 24 * 3600.0
+    max_action_age_s: float = MAX_AGE_S
     """Age after which a queued action not yet delivered is given up (the platform remembers
     idempotency keys for a day)."""
 

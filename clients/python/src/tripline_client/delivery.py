@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from tripline_client.actions import Action
 from tripline_client.errors import ClientClosed, TriplineError
-from tripline_client.outbox import Outcome
+from tripline_client.outbox_store import Outcome
 
 State = Literal["applied", "queued", "failed"]
 

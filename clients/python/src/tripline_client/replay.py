@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from tripline_client.backoff import Backoff
 from tripline_client.connectivity import Connectivity
-from tripline_client.outbox import DrainStop, Outbox
+from tripline_client.outbox import DrainStop, Outbox, StopReason
 from tripline_client.waiting import sleep_unless
 
 logger = logging.getLogger("tripline_client.replay")
@@ -81,11 +81,11 @@ class Replayer:
                 continue
             self.stalled.clear()
             stop = await self._drain()
-            if stop is not None and stop.kind is DrainStop.EMPTY:
+            if stop is not None and stop.kind is StopReason.EMPTY:
                 attempt = 0
                 continue
             self.stalled.set()
-            if stop is not None and stop.kind is DrainStop.UNAUTHORIZED:
+            if stop is not None and stop.kind is StopReason.UNAUTHORIZED:
                 if not self._token_refreshes():
                     logger.warning("offline queue waits for a new token (the platform refused it)")
                     continue
