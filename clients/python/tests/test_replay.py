@@ -44,13 +44,15 @@ async def never(_: Any = None) -> bool:
 
 def replayer(outbox: ScriptedOutbox, sleeps: Sleeps, **options: Any) -> Replayer:
     connectivity = Connectivity(
-        never, backoff=Backoff(), background_cap_s=60, sleep=sleeps, rand=lambda: 0.5
+        never,
+        backoff=Backoff(base_s=1, cap_s=15),
+        background_cap_s=120,
+        sleep=sleeps,
+        rand=lambda: 0.5,
     )
     return Replayer(
         cast(Outbox, outbox),
         connectivity,
-        backoff=Backoff(base_s=1, cap_s=15),
-        background_cap_s=120,
         sleep=sleeps,
         rand=lambda: 0.5,
         **options,

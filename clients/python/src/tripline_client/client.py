@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -93,7 +94,7 @@ class Tripline(PlainCalls):
         self._outbox: Outbox | None = None
         self._replayer: Replayer | None = None
         self._lastknown: LastKnownStore | None = None
-        self._database: Any = None
+        self._database: sqlite3.Connection | None = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -126,8 +127,6 @@ class Tripline(PlainCalls):
         self._replayer = Replayer(
             self._outbox,
             self.connectivity,
-            backoff=self.config.probe_backoff,
-            background_cap_s=self.config.background_probe_cap_s,
             sleep=self._sleep,
             rand=self._rand,
             token_refreshes=lambda: callable(self._token),

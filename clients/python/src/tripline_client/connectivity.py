@@ -55,6 +55,12 @@ class Connectivity:
     def background(self) -> bool:
         return self._background
 
+    @property
+    def backoff(self) -> Backoff:
+        """The waits for now: the foreground policy, or the same capped at ``background_cap_s``
+        in background mode (the probe and the offline queue's replay both wait by it)."""
+        return self._background_backoff if self._background else self._backoff
+
     def set_background(self, background: bool) -> None:
         """Stretch (True) or restore (False) the probe's backoff."""
         self._background = background

@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from tripline_client.backoff import Backoff
 from tripline_client.connectivity import Connectivity
 from tripline_client.outbox import DrainStop, Outbox, StopReason
 from tripline_client.waiting import sleep_unless
@@ -37,8 +36,6 @@ class Replayer:
         outbox: Outbox,
         connectivity: Connectivity,
         *,
-        backoff: Backoff,
-        background_cap_s: float,
         sleep: Callable[[float], Awaitable[None]],
         rand: Callable[[], float],
         token_refreshes: Callable[[], bool] = lambda: False,
@@ -46,8 +43,6 @@ class Replayer:
         self._outbox = outbox
         self._token_refreshes = token_refreshes
         self._connectivity = connectivity
-        self._backoff = backoff
-        self._background_backoff = backoff.capped(background_cap_s)
         self._sleep = sleep
         self._rand = rand
         self._wake = asyncio.Event()
@@ -91,7 +86,7 @@ class Replayer:
                     continue
                 logger.warning("the platform refused the token; asking for it again later")
             attempt += 1
-            backoff = self._background_backoff if self._connectivity.background else self._backoff
+            backoff = self._connectivity.backoff
             retry_after = stop.error.retry_after if stop is not None and stop.error else None
             delay = backoff.delay(attempt, rand=self._rand, retry_after=retry_after)
             # A Retry-After beyond the cap is still the platform's word: wait it out.

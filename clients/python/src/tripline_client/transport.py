@@ -156,20 +156,9 @@ class Transport:
                 return error
             attempt += 1
             may_repeat = replayable or not reached or error.status in UNPROCESSED_STATUSES
-            if attempt > retries or not may_repeat or not self._retried(error):
+            if attempt > retries or not may_repeat:
                 raise error
-            delay = self.backoff.delay(attempt, rand=self._rand, retry_after=error.retry_after)
-            if delay is None:
-                raise error
-            if not self.budget.allow_retry():
-                raise RetryBudgetExhausted(
-                    f"retry not sent, too many recent failures; last: {error.detail}",
-                    status=error.status,
-                    retry_after=error.retry_after,
-                    problem=error.problem,
-                    user_message=error.user_message,
-                ) from error
-            await self._sleep(delay)
+            await self._wait_to_retry(attempt, error)
 
     async def upload(
         self, url: str, fields: Mapping[str, str], filename: str, data: bytes, content_type: str
@@ -199,12 +188,9 @@ class Transport:
                 error = from_problem(answer.status_code, b"")
                 error.detail = f"storage refused the upload: {answer.text[:300]}"
             attempt += 1
-            if attempt > self.max_retries or not self._retried(error):
+            if attempt > self.max_retries:
                 raise error
-            delay = self.backoff.delay(attempt, rand=self._rand)
-            if delay is None or not self.budget.allow_retry():
-                raise error
-            await self._sleep(delay)
+            await self._wait_to_retry(attempt, error)
 
     async def aclose(self) -> None:
         """Close the pooled connections; the transport cannot be used afterwards."""
@@ -258,8 +244,24 @@ class Transport:
         self.budget.record(accepted=True)
         return response, True
 
-    def _retried(self, error: TriplineError) -> bool:
-        return isinstance(error, NetworkError) or error.status in RETRIED_STATUSES
+    async def _wait_to_retry(self, attempt: int, error: TriplineError) -> None:
+        """Sleep before retry number ``attempt`` after ``error``; raises ``error`` when it is not
+        one to retry or its ``Retry-After`` is past the cap, and :class:`RetryBudgetExhausted`
+        when the budget says no."""
+        if not (isinstance(error, NetworkError) or error.status in RETRIED_STATUSES):
+            raise error
+        delay = self.backoff.delay(attempt, rand=self._rand, retry_after=error.retry_after)
+        if delay is None:
+            raise error
+        if not self.budget.allow_retry():
+            raise RetryBudgetExhausted(
+                f"retry not sent, too many recent failures; last: {error.detail}",
+                status=error.status,
+                retry_after=error.retry_after,
+                problem=error.problem,
+                user_message=error.user_message,
+            ) from error
+        await self._sleep(delay)
 
     def _tell(self, *, reachable: bool) -> None:
         if not reachable:
