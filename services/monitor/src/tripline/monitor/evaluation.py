@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
+from tripline.common.tasks import every
 from tripline.monitor.alerting import AlertEngine, Notice
 from tripline.monitor.conditions import RULES, PoolReading, observe
 from tripline.monitor.gauges import MonitorGauges
@@ -62,7 +62,6 @@ class Evaluator:
         return notices
 
     async def run(self, interval_s: float) -> None:
-        """Evaluate every ``interval_s`` until cancelled."""
-        while True:
-            await asyncio.sleep(interval_s)
-            await self.evaluate_once()
+        """Evaluate every ``interval_s`` until cancelled, the first time after one interval; a
+        failed evaluation is logged and the next one still runs."""
+        await every(interval_s, self.evaluate_once, name="alert evaluation", delay_first=True)

@@ -17,6 +17,7 @@ from tripline.common.auth import Role, TokenVerifier, bearer_token
 from tripline.common.errors import DependencyUnavailable
 from tripline.common.validation import parse_query
 from tripline.monitor.alerting import AlertEngine
+from tripline.monitor.checks import HealthReport
 from tripline.monitor.series import MetricsStore
 from tripline.monitor.settings import MonitorSettings
 from tripline.monitor.watch import Watch
@@ -57,21 +58,23 @@ def _json(body: dict[str, Any]) -> Response:
     return JSONResponse(body, headers=NO_STORE)
 
 
-async def platform_status(request: Request) -> Response:
-    """The latest look, short: what the gateway relays on ``/health``."""
-    report = monitor_of(request).watch.report
+def _latest_look(monitor: Monitor) -> HealthReport:
+    """The latest health look; raises 503 before the first one has finished."""
+    report = monitor.watch.report
     if report is None:
         raise DependencyUnavailable("monitor", "the monitor has not finished its first look")
-    return _json(report.summary())
+    return report
+
+
+async def platform_status(request: Request) -> Response:
+    """The latest look, short: what the gateway relays on ``/health``."""
+    return _json(_latest_look(monitor_of(request)).summary())
 
 
 async def admin_health(request: Request) -> Response:
     monitor = monitor_of(request)
     await monitor.require_admin(request)
-    report = monitor.watch.report
-    if report is None:
-        raise DependencyUnavailable("monitor", "the monitor has not finished its first look")
-    return _json(report.as_dict())
+    return _json(_latest_look(monitor).as_dict())
 
 
 async def queue_status(request: Request) -> Response:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 import httpx
 
 from tripline.common.logs import get_logger
+from tripline.common.tasks import every
 from tripline.monitor.series import MetricsStore, Scrape, parse_scrape
 from tripline.monitor.targets import Target
 
@@ -51,11 +52,7 @@ class Scraper:
     async def run(self, interval_s: float) -> None:
         """Scrape every ``interval_s`` seconds until cancelled; a round that overruns its
         interval is followed at once by the next one rather than by a burst of catch-ups."""
-        loop = asyncio.get_running_loop()
-        while True:
-            due = loop.time() + interval_s
-            await self.scrape_once()
-            await asyncio.sleep(max(0.0, due - loop.time()))
+        await every(interval_s, self.scrape_once, name="monitor scrape")
 
     async def _scrape(self, target: Target) -> None:
         started_at = self._clock()

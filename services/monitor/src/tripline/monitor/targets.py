@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-CRITICAL_SERVICES = frozenset({"core"})
-
 
 @dataclass(frozen=True, order=True)
 class Target:

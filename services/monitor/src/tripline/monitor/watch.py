@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
 from tripline.common.health import Health
 from tripline.common.logs import get_logger
+from tripline.common.tasks import every
 from tripline.monitor.checks import DependencyBook, HealthReport, ReplicaProber, build_report
 from tripline.monitor.queues import QueueReader, QueueStatus
 
@@ -86,18 +87,7 @@ class Watch:
 
     async def run_health(self, interval_s: float) -> None:
         """Look at health every ``interval_s`` until cancelled."""
-        await _every(interval_s, self.look_at_health)
+        await every(interval_s, self.look_at_health, name="monitor health look")
 
     async def run_queues(self, interval_s: float) -> None:
-        await _every(interval_s, self.look_at_queues)
-
-
-async def _every(interval_s: float, look: Callable[[], Awaitable[object]]) -> None:
-    while True:
-        started = time.monotonic()
-        try:
-            await look()
-        except Exception:
-            # A look must never end the loop: the next one may well succeed.
-            log.exception("monitor look failed")
-        await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+        await every(interval_s, self.look_at_queues, name="monitor queues look")
