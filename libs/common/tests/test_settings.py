@@ -197,6 +197,17 @@ def test_production_refuses_the_local_s3_keys() -> None:
         ServiceSettings(environment="production", jwt_secret="a-real-secret-from-the-vault")
 
 
+def test_production_refuses_an_injected_delay() -> None:
+    with pytest.raises(ValidationError, match="FAULT_DELAY_S"):
+        ServiceSettings(
+            environment="production",
+            jwt_secret="a-real-secret-from-the-vault",
+            s3_access_key_id="",
+            s3_secret_access_key="",
+            fault_delay_s=0.5,
+        )
+
+
 def test_production_with_real_settings_does_not_create_buckets() -> None:
     settings = ServiceSettings(
         environment="production",

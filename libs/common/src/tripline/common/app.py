@@ -34,6 +34,7 @@ from tripline.common.errors import (
 )
 from tripline.common.health import DependencyCollector, Health, live_endpoint, ready_endpoint
 from tripline.common.metrics import HttpMetrics, metrics_endpoint
+from tripline.common.faults import FaultDelay
 from tripline.common.middleware import ServiceMiddleware
 from tripline.common.settings import ServiceSettings
 from tripline.common.tasks import stop_task
@@ -123,6 +124,9 @@ def service_app(
     app.state.metrics_registry = registry
     for inner in reversed(middleware):
         app.add_middleware(inner.cls, *inner.args, **inner.kwargs)
+    if settings.fault_delay_s:
+        # Inside the common layer: the delay is part of the latency the metrics record.
+        app.add_middleware(FaultDelay, delay_s=settings.fault_delay_s)
     app.add_middleware(
         ServiceMiddleware,
         service=settings.service_name,

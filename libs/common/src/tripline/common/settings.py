@@ -89,6 +89,13 @@ class ServiceSettings(BaseSettings):
     otel_sample_ratio: float = Field(default=1.0, ge=0, le=1)
 
     health_check_timeout_s: float = Field(default=1.5, gt=0)
+    fault_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="Added to every request but probes and metrics: a slow service on purpose, "
+        "for the load test's release gate. Refused in production.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -138,6 +145,8 @@ class ServiceSettings(BaseSettings):
         ``JWT_SECRET`` would let anyone mint an admin token."""
         if self.environment != "production":
             return self
+        if self.fault_delay_s:
+            raise ValueError("FAULT_DELAY_S slows every request on purpose: not in production")
         if self.jwt_algorithm == "HS256" and (
             self.jwt_secret.get_secret_value() == LOCAL_JWT_SECRET
         ):
