@@ -9,11 +9,11 @@ STACK := $(VENV)/bin/tripline-stack
 ROLE ?= rider
 SUB ?= u1
 PYTEST_ARGS ?=
-MANIFESTS := pyproject.toml uv.lock libs/common/pyproject.toml tools/devstack/pyproject.toml \
+MANIFESTS := pyproject.toml uv.lock libs/common/pyproject.toml tools/devstack/pyproject.toml tools/loadtest/pyproject.toml \
 	clients/python/pyproject.toml \
 	$(wildcard services/*/pyproject.toml)
 
-.PHONY: help install up start stop status logs token lint typecheck test k8s-validate images bench-gateway bench-core bench-tracking bench-uploads bench-sdk clean
+.PHONY: help install up start stop status logs token lint typecheck test k8s-validate images bench-gateway bench-core bench-tracking bench-uploads bench-sdk loadtest loadtest-baseline clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -89,5 +89,17 @@ bench-tracking: install ## tracking fan-out vs the Socket.io reference: NS="1000
 bench-sdk: install ## the client SDK's cost per call vs bare httpx, one process serving: CALLS=2000
 	$(UV) run --frozen python tools/bench/sdk.py $(or $(CALLS),2000)
 
+# Load tests (tests/load): the k6 scenarios against a private stack on free ports, or TARGET.
+PROFILE ?= smoke
+LOADTEST := $(VENV)/bin/tripline-loadtest
+LOADTEST_FLAGS = $(PROFILE) $(if $(TARGET),--target $(TARGET)) \
+	$(if $(LOADTEST_TOKENS_FILE),--tokens-file $(LOADTEST_TOKENS_FILE)) $(LOADTEST_ARGS)
+
+loadtest: install ## load test: PROFILE=smoke|ci|full|spike TARGET=<url> GATE=1 (fail on regression too)
+	$(LOADTEST) $(LOADTEST_FLAGS) $(if $(GATE),--gate)
+
+loadtest-baseline: install ## record the release gate's baseline for PROFILE from a new run
+	$(LOADTEST) $(LOADTEST_FLAGS) --update-baseline
+
 clean: stop ## remove the venv, local data and caches
-	rm -rf .venv .tools .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .tools .data .loadtest .pytest_cache .mypy_cache .ruff_cache
