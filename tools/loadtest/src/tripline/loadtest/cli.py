@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PROCESS",
         help="profile this process of the private stack with py-spy",
     )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every scenario's VUs (to find how much load the platform carries)",
+    )
     args = parser.parse_args(argv)
     options = Options(
         profile=args.profile,
@@ -80,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_stack=args.keep_stack,
         stack_settings=dict(args.settings),
         py_spy=tuple(args.py_spy),
+        scale=args.scale,
     )
     if args.out is not None:
         options.out = args.out

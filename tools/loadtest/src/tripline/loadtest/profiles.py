@@ -77,6 +77,24 @@ def parse(text: str, name: str) -> Profile:
     return Profile(name, str(raw.get("description", "")), stages, scenarios, defaults["city"])
 
 
+def scaled(profile: Profile, factor: float) -> Profile:
+    """``profile`` with every scenario's VUs multiplied by ``factor`` (at least one each), for
+    finding how much load the platform carries; raises :class:`ProfileError` for a factor
+    that is not positive."""
+    if not factor > 0:
+        raise ProfileError(f"a scale must be positive, not {factor}")
+    return Profile(
+        f"{profile.name}x{factor:g}" if factor != 1 else profile.name,
+        profile.description,
+        profile.stages,
+        {
+            name: {**params, "vus": max(1, round(params["vus"] * factor))}
+            for name, params in profile.scenarios.items()
+        },
+        profile.city,
+    )
+
+
 def _seconds(value: float) -> str:
     return f"{math.ceil(value)}s"
 

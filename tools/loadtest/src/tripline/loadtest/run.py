@@ -47,6 +47,7 @@ class Options:
     keep_stack: bool = False
     stack_settings: Mapping[str, str] = field(default_factory=dict)
     py_spy: tuple[str, ...] = ()
+    scale: float = 1.0
 
 
 def say(log: Path, line: str) -> None:
@@ -74,7 +75,9 @@ def ws_base(http_url: str) -> str:
 async def execute(options: Options) -> int:
     """Run ``options``; 0 when every SLA held (and the gate passed, when asked), else 1."""
     slas = sla.parse(options.sla_file.read_text())
-    profile = profiles.parse(options.profiles_file.read_text(), options.profile)
+    profile = profiles.scaled(
+        profiles.parse(options.profiles_file.read_text(), options.profile), options.scale
+    )
     started_at = datetime.now(UTC)
     run_id = f"lt{started_at:%Y%m%d%H%M%S}"
     run_dir = options.out / f"{profile.name}-{started_at:%Y%m%dT%H%M%S}"
