@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("insurance.pdf", "application/pdf", 350_000),
     Spec("registration-scan.pdf", "application/pdf", 1_600_000),
 )
+# Pillow writes a PDF's dates from a struct_time: 2026-01-01T00:00:00Z.
+EPOCH = time.gmtime(1_767_225_600)
 FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "application/pdf": "PDF"}
 
 
@@ -46,7 +49,11 @@ def picture(side: int, rng: random.Random) -> Image.Image:
 
 def encode(spec: Spec, side: int, seed: int) -> bytes:
     buffer = io.BytesIO()
-    picture(side, random.Random(seed)).save(buffer, format=FORMATS[spec.content_type], quality=90)
+    # A PDF carries its dates: fixed ones keep the bytes the same on every machine and day.
+    dated = {"creationDate": EPOCH, "modDate": EPOCH} if spec.content_type.endswith("pdf") else {}
+    picture(side, random.Random(seed)).save(
+        buffer, format=FORMATS[spec.content_type], quality=90, **dated
+    )
     return buffer.getvalue()
 
 

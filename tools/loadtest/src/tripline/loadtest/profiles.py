@@ -63,7 +63,7 @@ def parse(text: str, name: str) -> Profile:
         stages = tuple((float(seconds), float(level)) for seconds, level in raw["stages"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ProfileError(f"profile {name}: stages must be [seconds, level] pairs") from exc
-    if not stages or any(s <= 0 or not 0 <= lv <= 1 for s, lv in stages):
+    if not stages or any(not 0 < s < math.inf or not 0 <= lv <= 1 for s, lv in stages):
         raise ProfileError(f"profile {name}: stages need seconds > 0 and levels in [0, 1]")
     scenarios: dict[str, dict[str, Any]] = {}
     for scenario in SCENARIOS:
@@ -81,7 +81,7 @@ def scaled(profile: Profile, factor: float) -> Profile:
     """``profile`` with every scenario's VUs multiplied by ``factor`` (at least one each), for
     finding how much load the platform carries; raises :class:`ProfileError` for a factor
     that is not positive."""
-    if not factor > 0:
+    if not 0 < factor < math.inf:
         raise ProfileError(f"a scale must be positive, not {factor}")
     return Profile(
         f"{profile.name}x{factor:g}" if factor != 1 else profile.name,

@@ -19,6 +19,9 @@ import httpx
 from tripline.loadtest import gatewaymetrics, procfs
 
 DOCUMENTS = "documents"
+# What an answer of the wrong shape raises while it is read (a sign-in page instead of metrics,
+# JSON that is not the queue status): the source is missing from that sample, nothing more.
+UNREADABLE = (ValueError, TypeError, AttributeError, KeyError)
 
 
 @dataclass
@@ -88,7 +91,7 @@ class Sampler:
                 answer = await client.get(self.sources.gateway_metrics_url)
                 answer.raise_for_status()
                 sample["gateway"] = gatewaymetrics.parse(answer.text)
-            except httpx.HTTPError:
+            except (httpx.HTTPError, *UNREADABLE):
                 sample["gateway"] = None
         if self.sources.admin_base_url and self.sources.admin_token:
             try:
@@ -98,7 +101,7 @@ class Sampler:
                 )
                 answer.raise_for_status()
                 sample["queues"] = queue_fields(answer.json())
-            except (httpx.HTTPError, ValueError):
+            except (httpx.HTTPError, *UNREADABLE):
                 sample["queues"] = None
         sample["documents_per_s"] = documents_per_s(
             self.samples[-1] if self.samples else None, sample

@@ -44,7 +44,9 @@ class Sla:
     @property
     def threshold(self) -> str:
         """The k6 threshold expression of this SLA."""
-        return f"{self.stat}{self.op}{self.limit:g}"
+        # Every digit: k6 must judge against the very number the runner judges against.
+        limit = int(self.limit) if float(self.limit).is_integer() else self.limit
+        return f"{self.stat}{self.op}{limit!r}"
 
     def shown(self, value: float) -> str:
         scaled = value * self.scale
@@ -200,6 +202,9 @@ def measured(metrics: Mapping[str, Any], sla: Sla) -> float | None:
     """The value of ``sla``'s statistic in k6's summary ``metrics``, None when absent."""
     entry = metrics.get(sla.metric)
     values = entry.get("values", {}) if isinstance(entry, Mapping) else {}
+    if values.get("count") == 0 and sla.stat.startswith("p("):
+        # k6 reports a trend's percentiles as 0 when it has no samples: nothing was measured.
+        return None
     value = values.get(sla.stat)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)

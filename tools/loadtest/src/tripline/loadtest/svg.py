@@ -12,10 +12,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f")
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#59a14f",
+    "#b07aa1",
+    "#76b7b2",
+    "#edc948",
+    "#9c755f",
+    "#ff9da7",
+    "#bab0ac",
+)
+DASH = "5 3"  # lines of the palette's second round, so that no two lines look the same
 _LEFT, _RIGHT, _TOP, _BOTTOM, _LEGEND_ROW = 52, 14, 38, 26, 16
 Box = tuple[float, float, float, float]  # left, top, right, bottom of the plot area
 Size = tuple[int, int]
+Entry = tuple[str, str, str]  # a legend entry: name, colour, dash pattern ("" for solid)
 _TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800)
 
 
@@ -97,7 +110,13 @@ def time_ticks(x0: float, x1: float, count: int = 6) -> list[float]:
 
 
 def _color(index: int, color: str | None) -> str:
+    """The ``index``-th series' colour: its own, else the palette's, round and round."""
     return color or PALETTE[index % len(PALETTE)]
+
+
+def _dash(index: int, color: str | None) -> str:
+    """The ``index``-th line's dash pattern: dashed in every other round of the palette."""
+    return DASH if color is None and (index // len(PALETTE)) % 2 == 1 else ""
 
 
 def _scale(value: float, lo: float, hi: float, a: float, b: float) -> float:
@@ -130,23 +149,29 @@ def _placeholder(title: str, width: int, height: int) -> str:
     return "".join([*_open(title, width, height), rect, note, "</svg>"])
 
 
-def _legend(entries: Sequence[tuple[str, str]], width: int) -> tuple[list[str], int]:
-    """Legend swatches laid out in rows from y=0; the markup and the number of rows."""
+def _legend(entries: Sequence[Entry], width: int) -> tuple[list[str], int]:
+    """Legend swatches laid out in rows from y=0 (a dashed line for a dashed series); the
+    markup and the number of rows."""
     parts: list[str] = []
     x, row = float(_LEFT), 0
-    for name, color in entries:
+    for name, color, dash in entries:
         item = 18 + 6.2 * len(name) + 14
         if x + item > width - _RIGHT and x > _LEFT:
             x, row = float(_LEFT), row + 1
         y = row * _LEGEND_ROW
-        swatch = f'<rect x="{x:.1f}" y="{y + 3}" width="12" height="8" fill="{escape(color)}"/>'
+        swatch = (
+            f'<line x1="{x:.1f}" y1="{y + 7}" x2="{x + 12:.1f}" y2="{y + 7}"'
+            f' stroke="{escape(color)}" stroke-width="2" stroke-dasharray="{dash}"/>'
+            if dash
+            else f'<rect x="{x:.1f}" y="{y + 3}" width="12" height="8" fill="{escape(color)}"/>'
+        )
         parts += [swatch, _text(x + 16, y + 11, escape(name))]
         x += item
     return parts, (row + 1 if entries else 0)
 
 
 def _canvas(
-    title: str, entries: Sequence[tuple[str, str]], ticks: Sequence[float], unit: str, size: Size
+    title: str, entries: Sequence[Entry], ticks: Sequence[float], unit: str, size: Size
 ) -> tuple[list[str], Box]:
     """The chart's title, y grid with labels and legend, and the plot box they leave."""
     width, height = size
@@ -173,13 +198,18 @@ def _runs(points: Sequence[tuple[float, float | None]]) -> list[list[tuple[float
     return [run for run in runs if run]
 
 
-def _stroke(xy: Sequence[tuple[float, float]], color: str, step: bool) -> str:
-    """One unbroken stretch of a line in plot coordinates; a single point is a dot."""
+def _stroke(xy: Sequence[tuple[float, float]], color: str, dash: str, step: bool) -> str:
+    """One unbroken stretch of a line in plot coordinates, dashed by ``dash`` unless it is "";
+    a single point is a dot."""
     (cx, cy), rest = xy[0], xy[1:]
     if not rest:
         return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="2.5" fill="{color}"/>'
     moves = "".join(f"H{x:.1f}V{y:.1f}" if step else f"L{x:.1f},{y:.1f}" for x, y in rest)
-    return f'<path d="M{cx:.1f},{cy:.1f}{moves}" fill="none" stroke="{color}" stroke-width="1.6"/>'
+    dashes = f' stroke-dasharray="{dash}"' if dash else ""
+    return (
+        f'<path d="M{cx:.1f},{cy:.1f}{moves}" fill="none" stroke="{color}"'
+        f' stroke-width="1.6"{dashes}/>'
+    )
 
 
 def line_chart(
@@ -197,6 +227,9 @@ def line_chart(
 ) -> str:
     """An SVG chart of ``series`` over time, with a legend entry per series.
 
+    A series without its own colour takes the palette's next one; past the palette's end the
+    colours come round again, dashed every other round.
+
     The y axis spans at least [``y_min``, ``y_max``] and every value, on 1-2-5 ticks (whole
     numbers when ``integer``); the x axis spans ``x_range`` (default: the points') labelled in
     seconds, or m:ss from two minutes on. A None y breaks the line; a lone point is a dot;
@@ -212,7 +245,7 @@ def line_chart(
     ys = [y for _, y in drawn] + [y_min] + ([y_max] if y_max is not None else [])
     ticks = nice_ticks(min(ys), max(ys), integer=integer)
     y_lo, y_hi = ticks[0], ticks[-1]
-    entries = [(s.name, _color(i, s.color)) for i, s in enumerate(series)]
+    entries = [(s.name, _color(i, s.color), _dash(i, s.color)) for i, s in enumerate(series)]
     parts, (left, top, right, bottom) = _canvas(title, entries, ticks, y_unit, (width, height))
     minutes = x1 >= 120
     for tick in time_ticks(x0, x1):
@@ -220,13 +253,12 @@ def line_chart(
         label = format_seconds(tick, minutes=minutes)
         parts += [_line(x, bottom, x, bottom + 4), _text(x, bottom + 15, label, "middle")]
     parts.append(_line(left, bottom, right, bottom))
-    for index, (line, series_runs) in enumerate(zip(series, runs, strict=True)):
-        color = escape(_color(index, line.color))
+    for (_, color, dash), series_runs in zip(entries, runs, strict=True):
         for run in series_runs:
             xy = [
                 (_scale(x, x0, x1, left, right), _scale(y, y_lo, y_hi, bottom, top)) for x, y in run
             ]
-            parts.append(_stroke(xy, color, step))
+            parts.append(_stroke(xy, escape(color), dash, step))
     return "".join([*parts, "</svg>"])
 
 
@@ -256,7 +288,7 @@ def bar_chart(
         return _placeholder(title, width, height)
     tops = [sum(v for v in row if v is not None) for row in cells] if stacked else present
     ticks = nice_ticks(min([0.0, *present]), max([0.0, *tops]))
-    entries = [(s.name, _color(i, s.color)) for i, s in enumerate(series)]
+    entries = [(s.name, _color(i, s.color), "") for i, s in enumerate(series)]
     parts, (left, top, right, bottom) = _canvas(title, entries, ticks, y_unit, (width, height))
     band = (right - left) / len(categories)
     inner = band * 0.7
