@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tripline.loadtest.plan import OUTCOMES, PRIORITIES, STATUSES, STEPS, VERDICTS
-from tripline.loadtest.routes import CLASSES
+from tripline.loadtest.routes import MEASURED_CLASSES, STORAGE
 
 # Processes that load the platform rather than serve it.
 LOADERS = frozenset({"k6", "reference"})
@@ -75,7 +75,7 @@ def compute(
                 "409": outcomes["conflict"],
                 "errors": outcomes["error"],
             }
-    requests = sum(p["requests"] for name, p in by_priority.items() if name != "storage")
+    requests = sum(p["requests"] for name, p in by_priority.items() if name != STORAGE)
     errors = _values(metrics, "tl_errors")
     sos = _values(metrics, "tl_sos_ok")
     used = processes(samples, duration_s)
@@ -92,7 +92,7 @@ def compute(
         "error_rate": errors.get("rate"),
         "latency_ms": {
             cls: t
-            for cls in (*CLASSES, "storage")
+            for cls in MEASURED_CLASSES
             if (t := trend(_values(metrics, f"http_req_duration{{class:{cls}}}")))
         },
         "status_counts": {

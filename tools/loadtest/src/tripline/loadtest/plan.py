@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tripline.loadtest.profiles import Profile, k6_scenarios, scenario_params
-from tripline.loadtest.routes import CLASSES, route_map
+from tripline.loadtest.routes import MEASURED_CLASSES, STORAGE, route_map
 from tripline.loadtest.sla import Sla, applicable, k6_thresholds
 
-PRIORITIES = ("critical", "normal", "low", "storage")
+PRIORITIES = ("critical", "normal", "low", STORAGE)
 OUTCOMES = ("ok", "limited", "shed", "conflict", "error")
 # Statuses the report shows one by one; others are still counted in tl_status, unsplit.
 STATUSES = (0, 200, 201, 202, 204, 400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503, 504)
@@ -36,7 +36,7 @@ def reported_submetrics() -> dict[str, list[str]]:
     """Thresholds that always hold, only so that k6 keeps these tagged submetrics in its
     summary: latency per class, answers per priority and outcome, per status, per step."""
     always: dict[str, list[str]] = {}
-    for cls in (*CLASSES, "storage"):
+    for cls in MEASURED_CLASSES:
         always[f"http_req_duration{{class:{cls}}}"] = ["max>=0"]
     for priority in PRIORITIES:
         for outcome in OUTCOMES:

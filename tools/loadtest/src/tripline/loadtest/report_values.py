@@ -10,10 +10,13 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-# Display order: the route classes (:data:`tripline.loadtest.routes.CLASSES` and storage) and
-# the gateway's priorities; names not listed follow, sorted.
-CLASS_ORDER = ("critical", "read", "write", "payment", "upload", "low", "storage")
-PRIORITY_ORDER = ("critical", "normal", "low", "storage")
+from tripline.loadtest.plan import PRIORITIES
+from tripline.loadtest.routes import MEASURED_CLASSES
+
+# Display order: the route classes and the priorities as the plan lists them; names not listed
+# follow, sorted.
+CLASS_ORDER = MEASURED_CLASSES
+PRIORITY_ORDER = PRIORITIES
 
 
 def dig(value: Any, *keys: str) -> Any:

@@ -79,7 +79,8 @@ async def execute(options: Options) -> int:
         profiles.parse(options.profiles_file.read_text(), options.profile), options.scale
     )
     started_at = datetime.now(UTC)
-    run_id = f"lt{started_at:%Y%m%d%H%M%S}"
+    # Every subject of the run starts with it: its users are its own, and easy to find.
+    run_id = f"loadtest-{started_at:%Y%m%d%H%M%S}"
     run_dir = options.out / f"{profile.name}-{started_at:%Y%m%dT%H%M%S}"
     run_dir.mkdir(parents=True)
     log = run_dir / "run.log"
