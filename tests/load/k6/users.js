@@ -108,7 +108,7 @@ async function riderSession(who, p, deadline) {
   }
 }
 
-async function move(who, tripId, to, p) {
+async function move(who, tripId, to) {
   const res = await call(who, 'POST', '/api/trips/{trip_id}/status', { trip_id: tripId }, {
     status: to,
   });
@@ -141,14 +141,14 @@ async function driverSession(who, p, deadline) {
     const items = (await search(who, spot, p.search_radius_km)).filter((t) => t.status === 'requested');
     if (items.length > 0) {
       const trip = pick(items.slice(0, 5));
-      if (await move(who, trip.id, 'accepted', p)) {
+      if (await move(who, trip.id, 'accepted')) {
         m.trips.add(1, { step: 'accepted' });
         await sleepMs(thinkMs(p.pickup_s));
-        if (!(await move(who, trip.id, 'arrived', p))) return;
+        if (!(await move(who, trip.id, 'arrived'))) return;
         await think(p);
-        if (!(await move(who, trip.id, 'in_progress', p))) return;
+        if (!(await move(who, trip.id, 'in_progress'))) return;
         await drive(who, trip.id, trip.origin || spot, p);
-        if (await move(who, trip.id, 'completed', p)) m.trips.add(1, { step: 'completed' });
+        if (await move(who, trip.id, 'completed')) m.trips.add(1, { step: 'completed' });
         return;
       }
     }

@@ -16,6 +16,7 @@ from tripline.loadtest.profiles import (
     Profile,
     ProfileError,
     k6_scenarios,
+    longest_run_s,
     parse,
     scaled,
     scenario_params,
@@ -154,6 +155,28 @@ def test_k6_scenarios_ramp_vus_to_the_rounded_share_of_each_stage() -> None:
     assert [s["target"] for s in scenarios["tracking"]["stages"]] == [20, 10, 40, 0]
     assert scenarios["tracking"]["exec"] == "tracking"
     assert "uploads" not in scenarios
+
+
+def test_a_tracking_iteration_is_never_cut_short_by_a_ramp_down() -> None:
+    # k6 never ends a run while an interrupted iteration holds WebSockets: the graceful
+    # ramp-down and stop must outlast a whole tracking iteration.
+    profile = parse(
+        with_profile("stages: [[10, 1.0], [10, 0]]\ntracking: {vus: 2, hold_s: 90}"), "probe"
+    )
+    tracking = k6_scenarios(profile)["tracking"]
+    params = profile.scenarios["tracking"]
+    iteration_s = params["settle_s"] + params["hold_s"] + params["grace_s"]
+    assert int(tracking["gracefulRampDown"].removesuffix("s")) > iteration_s
+    assert int(tracking["gracefulStop"].removesuffix("s")) > iteration_s
+
+
+def test_the_longest_run_covers_setup_stages_and_the_longest_graceful_stop() -> None:
+    profile = parse(
+        with_profile("stages: [[10, 1.0], [50, 1.0]]\ntracking: {vus: 100, hold_s: 40}"), "probe"
+    )
+    graceful = int(k6_scenarios(profile)["tracking"]["gracefulStop"].removesuffix("s"))
+    # Setup: 60 s and a fifth of a second per trip; one trip per tracking VU.
+    assert longest_run_s(profile) == 60 + 100 // 5 + 60 + graceful
 
 
 @pytest.mark.parametrize("name", PROFILE_NAMES)

@@ -49,10 +49,18 @@ async def start(
     return process
 
 
-async def finish(process: asyncio.subprocess.Process, log: Path) -> bool:
-    """Wait for k6; True when every threshold held, False when one was crossed. Raises
-    :class:`K6Error` with the end of its log for any other failure."""
-    code = await process.wait()
+async def finish(
+    process: asyncio.subprocess.Process, log: Path, *, deadline_s: float | None = None
+) -> bool:
+    """Wait for k6, at most ``deadline_s``; True when every threshold held, False when one was
+    crossed. Raises :class:`K6Error` with the end of its log for any other failure, and when
+    k6 outlives its deadline (it is then killed: a load must stop by itself)."""
+    try:
+        code = await asyncio.wait_for(process.wait(), deadline_s)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise K6Error(f"k6 was still running after {deadline_s:.0f} s and was killed") from None
     if code in (0, THRESHOLDS_CROSSED):
         return code == 0
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tripline.loadtest.profiles import Profile, k6_scenarios, scenario_params
+from tripline.loadtest.profiles import Profile, k6_scenarios, scenario_params, setup_timeout_s
 from tripline.loadtest.routes import MEASURED_CLASSES, STORAGE, route_map
 from tripline.loadtest.sla import Sla, applicable, k6_thresholds
 
@@ -89,7 +89,6 @@ def build(
         "k6": {
             "scenarios": k6_scenarios(profile),
             "thresholds": thresholds,
-            # Each trip of the tracking scenario is two calls in setup, in batches of 50.
-            "setup_timeout": f"{60 + trips // 5}s",
+            "setup_timeout": f"{setup_timeout_s(profile)}s",
         },
     }

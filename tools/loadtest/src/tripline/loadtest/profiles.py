@@ -106,6 +106,11 @@ def k6_scenarios(profile: Profile) -> dict[str, dict[str, Any]]:
     scenarios: dict[str, dict[str, Any]] = {}
     for name, params in profile.scenarios.items():
         vus = int(params["vus"])
+        grace = 30.0
+        if name == "tracking":
+            # A tracking iteration must end by itself: k6 1.1 never finishes a run while an
+            # interrupted iteration still holds WebSockets open (seen in a spike's ramp-down).
+            grace = max(grace, params["settle_s"] + params["hold_s"] + params["grace_s"] + 10)
         scenarios[name] = {
             "executor": "ramping-vus",
             "exec": name,
@@ -114,10 +119,25 @@ def k6_scenarios(profile: Profile) -> dict[str, dict[str, Any]]:
                 {"duration": _seconds(seconds), "target": round(vus * level)}
                 for seconds, level in profile.stages
             ],
-            "gracefulRampDown": "30s",
-            "gracefulStop": "30s",
+            "gracefulRampDown": _seconds(grace),
+            "gracefulStop": _seconds(grace),
         }
     return scenarios
+
+
+def longest_run_s(profile: Profile) -> float:
+    """The longest k6 may take on ``profile``: its setup's bound, the stages and the longest
+    graceful stop."""
+    scenarios = k6_scenarios(profile)
+    graceful = max(int(s["gracefulStop"].removesuffix("s")) for s in scenarios.values())
+    return setup_timeout_s(profile) + profile.duration_s + graceful
+
+
+def setup_timeout_s(profile: Profile) -> int:
+    """k6's bound on its setup: each trip of the tracking scenario is two calls there, made
+    in batches of 50."""
+    trips = profile.peak("tracking") if "tracking" in profile.scenarios else 0
+    return 60 + trips // 5
 
 
 def scenario_params(profile: Profile) -> dict[str, dict[str, Any]]:

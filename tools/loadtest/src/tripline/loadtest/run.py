@@ -158,7 +158,9 @@ async def execute(options: Options) -> int:
         spies = start_py_spy(options.py_spy, pids, run_dir, profile.duration_s)
         began = time.monotonic()
         try:
-            held = await k6run.finish(k6, run_dir / "k6.log")
+            held = await k6run.finish(
+                k6, run_dir / "k6.log", deadline_s=profiles.longest_run_s(profile) + 300
+            )
         finally:
             sampling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
