@@ -7,16 +7,18 @@
 //                   last acknowledged seq against the last it saw when it closes);
 //   tl_reconnects   sockets the server closed unasked: the subscriber comes back with ?since=
 //                   and a snapshot that could not replay counts its gap as lost (tl_unrecovered).
+// A share of riders (sos_share) raise an SOS during the trip, through the gateway.
 // The trips are requested and accepted through the gateway in setup (setupTrips).
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { WebSocket } from 'k6/experimental/websockets';
 import { setInterval, clearInterval, setTimeout } from 'k6/timers';
+import { call } from './lib/api.js';
 import { person } from './lib/auth.js';
 import { sleepMs } from './lib/clock.js';
 import * as m from './lib/metrics.js';
 import { iterationDeadline, params, plan } from './lib/plan.js';
-import { near, placeIn } from './lib/random.js';
+import { chance, near, placeIn } from './lib/random.js';
 
 const P = params('tracking');
 
@@ -168,7 +170,25 @@ export async function tracking(data) {
     driver.send(`{"type":"location","lat":${at.lat.toFixed(6)},"lng":${at.lng.toFixed(6)},"ts":${Date.now() / 1000}}`);
     m.published.add(1);
   }, P.interval_ms);
-  await sleepMs(holdMs);
+  // Now and then the rider raises an SOS mid-trip: critical traffic that must pass whatever the
+  // load (its event reaches the trip's sockets too, with its own seq).
+  if (chance(P.sos_share)) {
+    const at = Math.random() * holdMs;
+    await sleepMs(at);
+    const rider = { token: trip.rider };
+    const sos = await call(
+      rider,
+      'POST',
+      '/api/trips/{trip_id}/sos',
+      { trip_id: trip.id },
+      { lat: trip.at.lat, lng: trip.at.lng, message: 'load test' },
+      { idempotencyKey: `${plan.run_id}-sos-${trip.id}-${exec.scenario.iterationInTest}` },
+    );
+    m.sosOk.add(sos.res.status === 202 ? 1 : 0);
+    await sleepMs(holdMs - at);
+  } else {
+    await sleepMs(holdMs);
+  }
   clearInterval(timer);
   // The last frames have a moment to arrive and be acknowledged before the count is taken.
   await sleepMs(P.grace_s * 1000);

@@ -171,7 +171,11 @@ def test_applicable_picks_the_slas_of_the_scenarios_run() -> None:
     slas = real().slas
     latency = {f"latency.{cls}.{stat}" for cls in CLASSES for stat in ("p95", "p99")}
     upload_latency = {"latency.upload.p95", "latency.upload.p99"}
-    assert {s.name for s in applicable(slas, ["tracking"])} == {"delivery.p99", "lost_events"}
+    assert {s.name for s in applicable(slas, ["tracking"])} == {
+        "delivery.p99",
+        "lost_events",
+        "sos_success",
+    }
     assert {s.name for s in applicable(slas, ["uploads"])} == upload_latency | {
         "error_rate",
         "unexpected_5xx",

@@ -135,7 +135,7 @@ def parse(text: str) -> SlaFile:
         Sla(
             "sos_success",
             "Property 6",
-            frozenset({"users"}),
+            frozenset({"users", "tracking"}),
             "tl_sos_ok",
             "rate",
             ">=",
