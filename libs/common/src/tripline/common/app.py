@@ -32,9 +32,9 @@ from tripline.common.errors import (
     problem_body,
     problem_response,
 )
+from tripline.common.faults import FaultDelay
 from tripline.common.health import DependencyCollector, Health, live_endpoint, ready_endpoint
 from tripline.common.metrics import HttpMetrics, metrics_endpoint
-from tripline.common.faults import FaultDelay
 from tripline.common.middleware import ServiceMiddleware
 from tripline.common.settings import ServiceSettings
 from tripline.common.tasks import stop_task
