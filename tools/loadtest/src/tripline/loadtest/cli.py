@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from tripline.loadtest.profiles import ProfileError
-from tripline.loadtest.run import Options, execute
+from tripline.loadtest.run import Options, SetupError, execute
 from tripline.loadtest.sla import SlaFileError
 from tripline.loadtest.stack import StackError
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         options.profiles_file = args.profiles
     try:
         return asyncio.run(execute(options))
-    except (ProfileError, SlaFileError, StackError) as exc:
+    except (ProfileError, SlaFileError, StackError, SetupError) as exc:
         print(f"tripline-loadtest: {exc}", file=sys.stderr)
         return 2
 

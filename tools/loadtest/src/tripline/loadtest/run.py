@@ -31,6 +31,10 @@ LOAD = REPO / "tests" / "load"
 MAIN_JS = LOAD / "k6" / "main.js"
 
 
+class SetupError(RuntimeError):
+    """The run cannot start as asked (what is missing is said)."""
+
+
 @dataclass
 class Options:
     """What ``make loadtest`` was asked for."""
@@ -108,7 +112,13 @@ async def execute(options: Options) -> int:
             admin_token = json.loads(options.tokens_file.read_text())["admin"][0]
         else:
             auth_mode = "secret"
-            secret = os.environ.get("JWT_SECRET") or LOCAL_JWT_SECRET
+            secret = os.environ.get("JWT_SECRET") or ""
+            if not secret and stack is None:
+                raise SetupError(
+                    "a deployment needs its tokens: set JWT_SECRET to its signing key or "
+                    "LOADTEST_TOKENS_FILE to a file of pre-issued tokens"
+                )
+            secret = secret or LOCAL_JWT_SECRET
             env["JWT_SECRET"] = secret
             admin_token = mint_token(secret, sub=f"{run_id}-monitor", role=Role.ADMIN, ttl_s=86400)
         reference = None
