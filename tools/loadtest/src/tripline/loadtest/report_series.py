@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from itertools import cycle, pairwise
 from typing import Any, TypeVar
 
+from tripline.common.histograms import histogram_quantile as estimate
 from tripline.loadtest.report_values import (
     CLASS_ORDER,
     PRIORITY_ORDER,
@@ -62,32 +63,18 @@ def counter_rates(points: Sequence[Point]) -> list[Point]:
 
 
 def histogram_quantile(q: float, buckets: Sequence[Bucket]) -> float | None:
-    """The ``q`` quantile (0..1) of a histogram, estimated like Prometheus' histogram_quantile.
+    """The ``q`` quantile (clamped to 0..1) of a histogram read from a run's samples, by the
+    platform's one estimator (:func:`tripline.common.histograms.histogram_quantile`).
 
-    ``buckets`` are (upper bound ``le``, observations <= le), cumulative in ``le``; a missing
-    +Inf bucket is taken to hold the largest count. The estimate interpolates linearly inside
-    the bucket the rank falls in (the first bucket starts at 0); a rank in the +Inf bucket
-    gives the largest finite bound. None when there is no observation or no finite bound.
+    Samples are not trusted: NaN bounds are dropped and a missing +Inf bucket is taken to hold
+    the largest count. None when there is no observation or no finite bound.
     """
     by_bound = sorted((le, count) for le, count in buckets if not math.isnan(le))
-    running, monotonic = 0.0, []
-    for le, count in by_bound:
-        running = max(running, count)
-        monotonic.append((le, running))
-    bounded = [(le, count) for le, count in monotonic if math.isfinite(le)]
-    if not bounded or running <= 0:
+    if not by_bound or math.isnan(q):
         return None
-    rank = min(max(q, 0.0), 1.0) * running
-    lower, below = 0.0, 0.0
-    for index, (le, count) in enumerate(bounded):
-        if count >= rank:
-            if index == 0 and le <= 0:
-                return le
-            if count <= below:
-                return lower
-            return lower + (le - lower) * (rank - below) / (count - below)
-        lower, below = le, count
-    return bounded[-1][0]
+    if by_bound[-1][0] != math.inf:
+        by_bound.append((math.inf, max(count for _, count in by_bound)))
+    return estimate(min(max(q, 0.0), 1.0), by_bound)
 
 
 def histogram_increase(before: Sequence[Bucket], after: Sequence[Bucket]) -> list[Bucket]:
