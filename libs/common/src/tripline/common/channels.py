@@ -18,6 +18,9 @@ from redis.asyncio import Redis
 
 # Long enough for any trip to end; refreshed on every change of its parties.
 PARTIES_TTL_S = 7 * 24 * 3600
+# A trip left open (an app that never completes it) stops counting as active after this.
+ACTIVE_TRIP_TTL_S = 6 * 3600
+ENDED_STATUSES = frozenset({"completed", "cancelled"})
 # Events kept per trip for reconnecting clients: two minutes of one location a second, plus
 # status and SOS events. Kept a day after the trip's last event; the sequence a week.
 HISTORY_MAX = 120
@@ -60,6 +63,12 @@ def parties_key(trip_id: str) -> str:
     return f"trip:{trip_id}:parties"
 
 
+def active_trip_key(user_id: str) -> str:
+    """Set while ``user_id`` is a party of a trip that has not ended; the gateway ranks such a
+    user's requests above browsing at the same priority."""
+    return f"active-trip:{user_id}"
+
+
 def history_key(trip_id: str) -> str:
     return f"trip:{trip_id}:history"
 
@@ -96,13 +105,20 @@ async def read_history(redis: Redis, trip_id: str, *, since: int) -> tuple[int, 
 async def record_parties(
     redis: Redis, trip_id: str, *, rider_id: str, driver_id: str | None, status: str
 ) -> None:
-    """Keep the trip's rider, driver and status where tracking can read them."""
+    """Keep the trip's rider, driver and status where tracking can read them, and mark its
+    parties as in an active trip (:func:`active_trip_key`) until it ends."""
     key = parties_key(trip_id)
+    users = [user for user in (rider_id, driver_id) if user]
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(
             key, mapping={"rider_id": rider_id, "driver_id": driver_id or "", "status": status}
         )
         pipe.expire(key, PARTIES_TTL_S)
+        for user in users:
+            if status in ENDED_STATUSES:
+                pipe.delete(active_trip_key(user))
+            else:
+                pipe.set(active_trip_key(user), trip_id, ex=ACTIVE_TRIP_TTL_S)
         await pipe.execute()
 
 
