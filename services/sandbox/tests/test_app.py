@@ -173,6 +173,42 @@ async def test_fail_mode_answers_503_problems(client: httpx.AsyncClient) -> None
     assert (counters["received"], counters["succeeded"], counters["failed"]) == (1, 0, 1)
 
 
+async def test_fail_mode_with_a_ratio_fails_that_share_of_calls(
+    client: httpx.AsyncClient,
+) -> None:
+    state = await set_mode(client, "notifications", mode="fail", fail_ratio=0.5)
+    assert state["fail_ratio"] == 0.5
+
+    answers = [
+        (await client.post("/v1/notifications", json={**NOTIFICATION, "message": str(n)}))
+        for n in range(6)
+    ]
+
+    assert [answer.status_code for answer in answers] == [202, 503] * 3
+    assert len((await client.get("/v1/notifications")).json()["items"]) == 3
+
+
+async def test_payments_are_listed_by_reference_once_per_charge(
+    client: httpx.AsyncClient,
+) -> None:
+    headers = {"Idempotency-Key": "trip-1:1"}
+    first = (await client.post("/v1/payments", json=PAYMENT, headers=headers)).json()
+    await client.post("/v1/payments", json=PAYMENT, headers=headers)
+    other = {**PAYMENT, "reference": "trip-2"}
+    second = (await client.post("/v1/payments", json=other)).json()
+    await set_mode(client, "payments", mode="hang")
+
+    listed = await client.get("/v1/payments", params={"reference": "trip-1"})
+    everything = await client.get("/v1/payments")
+
+    assert listed.status_code == 200
+    assert listed.json() == {"items": [first]}
+    assert [item["id"] for item in everything.json()["items"]] == [first["id"], second["id"]]
+    assert_problem(
+        await client.get("/v1/payments", params={"reference": ""}), 422, "validation-error"
+    )
+
+
 async def test_slow_mode_answers_after_the_delay(client: httpx.AsyncClient) -> None:
     await set_mode(client, "payments", mode="slow", delay_s=0.2)
 
@@ -299,6 +335,7 @@ async def test_control_shows_both_providers(client: httpx.AsyncClient) -> None:
     assert state["notifications"] == {
         "mode": "ok",
         "delay_s": 0.0,
+        "fail_ratio": 1.0,
         "received": 0,
         "succeeded": 0,
         "failed": 0,

@@ -65,6 +65,42 @@ async def test_fail_mode_raises_503_without_running_the_block() -> None:
     assert behaviour.counters.succeeded == 0
 
 
+async def outcomes(behaviour: Behaviour, calls: int) -> str:
+    """``calls`` calls in a row as a string: ``.`` for a success, ``x`` for a failure."""
+    seen = ""
+    for _ in range(calls):
+        try:
+            await succeed(behaviour)
+        except ProviderUnavailable:
+            seen += "x"
+        else:
+            seen += "."
+    return seen
+
+
+async def test_fail_mode_with_a_ratio_fails_that_share_of_calls_evenly() -> None:
+    behaviour = Behaviour("notifications")
+    behaviour.configure(Mode.FAIL, fail_ratio=0.5)
+
+    assert await outcomes(behaviour, 8) == ".x.x.x.x"
+    assert behaviour.snapshot()["fail_ratio"] == 0.5
+    assert (behaviour.counters.succeeded, behaviour.counters.failed) == (4, 4)
+
+    behaviour.configure(Mode.FAIL, fail_ratio=0.25)
+    assert await outcomes(behaviour, 8) == "...x...x"
+
+
+async def test_fail_mode_without_a_ratio_fails_every_call_again() -> None:
+    behaviour = Behaviour("notifications")
+    behaviour.configure(Mode.FAIL, fail_ratio=0.5)
+    behaviour.configure(Mode.FAIL)
+
+    assert await outcomes(behaviour, 3) == "xxx"
+    behaviour.configure(Mode.OK)
+    assert behaviour.fail_ratio == 1.0
+    assert await outcomes(behaviour, 2) == ".."
+
+
 async def test_an_error_inside_the_block_counts_as_failed() -> None:
     behaviour = Behaviour("payments")
 
@@ -202,6 +238,7 @@ async def test_reset_returns_to_ok_with_zero_counters_and_releases_held_requests
     assert behaviour.snapshot() == {
         "mode": "ok",
         "delay_s": 0.0,
+        "fail_ratio": 1.0,
         "received": 0,
         "succeeded": 0,
         "failed": 0,
@@ -225,6 +262,10 @@ def test_mode_change_accepts_a_mode_and_an_optional_delay() -> None:
         {"mode": "slow", "delay_s": math.nan},
         {"mode": "slow", "delay_s": math.inf},
         {"mode": "ok", "colour": "red"},
+        {"mode": "fail", "fail_ratio": 0},
+        {"mode": "fail", "fail_ratio": 1.5},
+        {"mode": "fail", "fail_ratio": math.nan},
+        {"mode": "slow", "fail_ratio": 0.5},
         {},
         [],
     ],

@@ -1,4 +1,5 @@
-"""How a provider answers: normally, with failures, not at all, or slowly.
+"""How a provider answers: normally, with failures (every call, or a share of them), not at
+all, or slowly.
 
 Each provider has one :class:`Behaviour`. Handlers run their work inside
 :meth:`Behaviour.call`, which applies the current mode before the work and counts the outcome.
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tripline.common.errors import TriplineError
 
@@ -32,12 +33,20 @@ class Mode(StrEnum):
 
 
 class ModeChange(BaseModel):
-    """Body of ``PUT /control/{provider}``."""
+    """Body of ``PUT /control/{provider}``. ``fail_ratio`` is the share of calls ``fail`` mode
+    fails (1, every call, when not given); other modes refuse one."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Mode
     delay_s: float | None = Field(default=None, ge=0, le=MAX_DELAY_S, allow_inf_nan=False)
+    fail_ratio: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ratio_only_when_failing(self) -> ModeChange:
+        if self.fail_ratio is not None and self.mode is not Mode.FAIL:
+            raise ValueError("fail_ratio applies to the fail mode only")
+        return self
 
 
 class ProviderUnavailable(TriplineError):
@@ -78,21 +87,29 @@ class Behaviour:
         self.max_hang_s = max_hang_s
         self.mode = Mode.OK
         self.delay_s = 0.0
+        self.fail_ratio = 1.0
+        self._fail_calls = 0
         self.counters = Counters()
         self.hanging = 0
         self._sleep = sleep
         self._closed = False
         self._release = asyncio.Event()
 
-    def configure(self, mode: Mode, delay_s: float | None = None) -> None:
+    def configure(
+        self, mode: Mode, delay_s: float | None = None, fail_ratio: float | None = None
+    ) -> None:
         """Switch to ``mode``; leaving ``hang`` lets every held request carry on in the new mode.
 
         Without ``delay_s``, ``slow`` waits :data:`DEFAULT_SLOW_DELAY_S` and other modes none.
+        In ``fail`` mode a share ``fail_ratio`` (default 1: all) of the calls fail, spread evenly
+        and the same on every run: at 0.5 every second call from the switch on fails.
         """
         if delay_s is None:
             delay_s = DEFAULT_SLOW_DELAY_S if mode is Mode.SLOW else 0.0
         self.mode = mode
         self.delay_s = delay_s
+        self.fail_ratio = 1.0 if fail_ratio is None else fail_ratio
+        self._fail_calls = 0
         if mode is not Mode.HANG:
             self._wake_hanging()
 
@@ -111,6 +128,7 @@ class Behaviour:
         return {
             "mode": self.mode.value,
             "delay_s": self.delay_s,
+            "fail_ratio": self.fail_ratio,
             "received": self.counters.received,
             "succeeded": self.counters.succeeded,
             "failed": self.counters.failed,
@@ -138,7 +156,7 @@ class Behaviour:
     async def _misbehave(self) -> None:
         if self.mode is Mode.HANG:
             await self._hang()
-        if self.mode is Mode.FAIL:
+        if self.mode is Mode.FAIL and self._fails_this_call():
             raise ProviderUnavailable(self.provider, f"the {self.provider} provider is failing")
         if self.mode is Mode.SLOW:
             await self._sleep(self.delay_s)
@@ -157,6 +175,13 @@ class Behaviour:
             self.hanging -= 1
         if self._closed:
             raise ProviderUnavailable(self.provider, f"the {self.provider} provider is stopping")
+
+    def _fails_this_call(self) -> bool:
+        # Call n fails when it crosses the next whole multiple of 1/ratio: exactly
+        # floor(n * ratio) of the first n calls fail, with no randomness to make runs differ.
+        before = int(self._fail_calls * self.fail_ratio)
+        self._fail_calls += 1
+        return int(self._fail_calls * self.fail_ratio) > before
 
     def _wake_hanging(self) -> None:
         # Waiters hold the old event; a fresh one makes the next hang wait again.

@@ -30,6 +30,12 @@ class PaymentRequest(BaseModel):
     reference: str = Field(min_length=1, max_length=128)
 
 
+class PaymentQuery(BaseModel):
+    """Query of ``GET /v1/payments``; without ``reference`` every payment kept is listed."""
+
+    reference: str | None = Field(default=None, min_length=1, max_length=128)
+
+
 @dataclass(frozen=True)
 class Payment:
     id: str
@@ -96,6 +102,15 @@ class Ledger:
         if payment is None:
             raise NotFound(f"no payment {payment_id}")
         return payment
+
+    def charges(self, reference: str | None = None) -> list[Payment]:
+        """Payments still kept, oldest first; only those for ``reference`` if given. A replay
+        of an idempotency key is not a new charge, so each appears once."""
+        return [
+            payment
+            for payment in self._payments.values()
+            if reference is None or payment.reference == reference
+        ]
 
     def clear(self) -> None:
         self._payments.clear()

@@ -1,8 +1,9 @@
 """The HTTP surface: the two provider APIs and the control API that steers them.
 
 Every provider call (including ``GET /v1/payments/{id}``) goes through the provider's
-behaviour, as a real outage would hit it too. ``GET /v1/notifications`` is an inspection aid for
-tests, not part of a provider's API, so it answers whatever the mode.
+behaviour, as a real outage would hit it too. ``GET /v1/notifications`` and ``GET /v1/payments``
+are inspection aids for tests (what was sent, what was charged), not part of a provider's API,
+so they answer whatever the mode.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tripline.common.validation import parse_body, parse_query
 from tripline.sandbox.behaviour import ModeChange
 from tripline.sandbox.idempotency import REPLAYED_HEADER, idempotency_key
 from tripline.sandbox.notifications import NotificationQuery, NotificationRequest
-from tripline.sandbox.payments import PaymentRequest
+from tripline.sandbox.payments import PaymentQuery, PaymentRequest
 from tripline.sandbox.state import SandboxState, provider_named
 
 
@@ -36,6 +37,12 @@ async def create_payment(request: Request) -> Response:
     async with sandbox.payments.call():
         payment, replayed = sandbox.ledger.confirm(order, key)
     return JSONResponse(payment.as_dict(), headers=replay_headers(replayed))
+
+
+async def list_payments(request: Request) -> Response:
+    query = parse_query(request.query_params, PaymentQuery)
+    items = sandbox_state(request).ledger.charges(query.reference)
+    return JSONResponse({"items": [item.as_dict() for item in items]})
 
 
 async def get_payment(request: Request) -> Response:
@@ -72,7 +79,7 @@ async def configure_provider(request: Request) -> Response:
     provider = provider_named(request.path_params["provider"])
     change = await parse_body(request, ModeChange)
     behaviour = sandbox_state(request).behaviours[provider]
-    behaviour.configure(change.mode, change.delay_s)
+    behaviour.configure(change.mode, change.delay_s, change.fail_ratio)
     return JSONResponse(behaviour.snapshot())
 
 
@@ -86,6 +93,7 @@ def routes() -> list[BaseRoute]:
     """The sandbox's own routes, for :func:`tripline.common.app.service_app`."""
     return [
         Route("/v1/payments", create_payment, methods=["POST"]),
+        Route("/v1/payments", list_payments, methods=["GET"]),
         Route("/v1/payments/{payment_id}", get_payment, methods=["GET"]),
         Route("/v1/notifications", create_notification, methods=["POST"]),
         Route("/v1/notifications", list_notifications, methods=["GET"]),
