@@ -278,7 +278,6 @@ async def test_limits_fall_back_to_a_local_share_while_redis_is_down(fresh_redis
             limit_critical_per_min=2,
             gateway_replicas=2,
             limit_redis_timeout_s=0.5,
-            limit_redis_retry_s=0.5,
         )
         async with (
             gateway_in_process(settings) as (app, gateway),
@@ -340,7 +339,6 @@ async def test_a_hung_redis_costs_one_timeout_not_one_per_request(fresh_redis: S
             redis_url(fresh_redis),
             upstream_url,
             limit_redis_timeout_s=0.5,
-            limit_redis_retry_s=600,
         )
         async with (
             gateway_in_process(settings) as (app, gateway),

@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 
 from tripline.common.cache import JSON, CacheEvent, Loader, TwoLayerCache
-from tripline.common.redis_client import create_redis
+from tripline.common.redis_client import GuardedRedis, create_redis
 from tripline.common.settings import ServiceSettings
 from tripline.devstack.fakes import FakeClock
 from tripline.devstack.harness import Backends, Server, scaled
@@ -26,7 +25,7 @@ from tripline.devstack.harness import Backends, Server, scaled
 pytestmark = pytest.mark.integration
 
 
-def connect(port: int | None) -> Redis:
+def connect(port: int | None) -> GuardedRedis:
     # The production client (its reconnection retries included) with a generous socket timeout:
     # the cache's own timeout must be what cuts a hang short.
     return create_redis(
@@ -82,7 +81,7 @@ class Events:
 
 
 @pytest.fixture
-async def client(backends: Backends) -> AsyncIterator[Redis]:
+async def client(backends: Backends) -> AsyncIterator[GuardedRedis]:
     redis = connect(backends.redis.port)
     try:
         yield redis
@@ -91,7 +90,7 @@ async def client(backends: Backends) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-async def own_client(fresh_redis: Server) -> AsyncIterator[Redis]:
+async def own_client(fresh_redis: Server) -> AsyncIterator[GuardedRedis]:
     redis = connect(fresh_redis.port)
     try:
         yield redis
@@ -132,7 +131,7 @@ def row(key: str, version: int) -> dict[str, Any]:
     return {"key": key, "version": version}
 
 
-async def test_each_layer_answers_in_turn_and_reports_it(client: Redis) -> None:
+async def test_each_layer_answers_in_turn_and_reports_it(client: GuardedRedis) -> None:
     db, events, namespace = Database(), Events(), fresh_namespace()
     db.update("u1")
     first = TwoLayerCache(client, namespace=namespace, on_event=events)
@@ -151,7 +150,7 @@ async def test_each_layer_answers_in_turn_and_reports_it(client: Redis) -> None:
     assert db.loads == 1
 
 
-async def test_every_reader_gets_its_own_copy(client: Redis) -> None:
+async def test_every_reader_gets_its_own_copy(client: GuardedRedis) -> None:
     db = Database()
     db.update("u1")
     async with running(TwoLayerCache(client, namespace=fresh_namespace())) as cache:
@@ -161,7 +160,7 @@ async def test_every_reader_gets_its_own_copy(client: Redis) -> None:
         assert await cache.get("u1", db.loader("u1"), ttl_s=60) == row("u1", 1)
 
 
-async def test_none_is_not_cached_so_a_created_record_appears(client: Redis) -> None:
+async def test_none_is_not_cached_so_a_created_record_appears(client: GuardedRedis) -> None:
     db, events = Database(), Events()
     async with running(TwoLayerCache(client, namespace=fresh_namespace(), on_event=events)) as c:
         assert await c.get("t1", db.loader("t1"), ttl_s=60) is None
@@ -170,7 +169,7 @@ async def test_none_is_not_cached_so_a_created_record_appears(client: Redis) -> 
     assert events.take() == [CacheEvent.MISS, CacheEvent.MISS]
 
 
-async def test_without_the_listener_the_local_layer_stays_empty(client: Redis) -> None:
+async def test_without_the_listener_the_local_layer_stays_empty(client: GuardedRedis) -> None:
     db, events = Database(), Events()
     db.update("u1")
     cache = TwoLayerCache(client, namespace=fresh_namespace(), on_event=events)
@@ -179,7 +178,9 @@ async def test_without_the_listener_the_local_layer_stays_empty(client: Redis) -
     assert events.take() == [CacheEvent.MISS, CacheEvent.REDIS_HIT]
 
 
-async def test_the_local_layer_keeps_the_shorter_of_its_ttl_and_the_callers(client: Redis) -> None:
+async def test_the_local_layer_keeps_the_shorter_of_its_ttl_and_the_callers(
+    client: GuardedRedis,
+) -> None:
     db, events, clock = Database(), Events(), FakeClock()
     db.update("short")
     db.update("long")
@@ -207,7 +208,7 @@ async def test_the_local_layer_keeps_the_shorter_of_its_ttl_and_the_callers(clie
     ]
 
 
-async def test_the_local_layer_evicts_the_least_recently_used(client: Redis) -> None:
+async def test_the_local_layer_evicts_the_least_recently_used(client: GuardedRedis) -> None:
     db, events = Database(), Events()
     for key in ("a", "b", "c"):
         db.update(key)
@@ -225,7 +226,7 @@ async def test_the_local_layer_evicts_the_least_recently_used(client: Redis) -> 
     ]
 
 
-async def test_redis_keeps_a_value_for_ttl_s(client: Redis) -> None:
+async def test_redis_keeps_a_value_for_ttl_s(client: GuardedRedis) -> None:
     db, events, namespace = Database(), Events(), fresh_namespace()
     db.update("s")
     cache = TwoLayerCache(client, namespace=namespace, on_event=events)
@@ -259,7 +260,7 @@ async def test_an_invalidation_reaches_every_replica(backends: Backends) -> None
             await redis.aclose()
 
 
-async def test_concurrent_misses_share_one_redis_read_and_one_load(client: Redis) -> None:
+async def test_concurrent_misses_share_one_redis_read_and_one_load(client: GuardedRedis) -> None:
     db, events = Database(), Events()
     db.update("u1")
     db.gate = asyncio.Event()
@@ -274,7 +275,7 @@ async def test_concurrent_misses_share_one_redis_read_and_one_load(client: Redis
     assert events.take() == [CacheEvent.MISS] * 20
 
 
-async def test_a_reader_that_goes_away_leaves_the_shared_load_running(client: Redis) -> None:
+async def test_a_reader_that_goes_away_leaves_the_shared_load_running(client: GuardedRedis) -> None:
     db = Database()
     db.update("u1")
     db.gate = asyncio.Event()
@@ -289,7 +290,7 @@ async def test_a_reader_that_goes_away_leaves_the_shared_load_running(client: Re
     assert db.loads == 1
 
 
-async def test_a_loader_error_reaches_every_reader_of_that_load(client: Redis) -> None:
+async def test_a_loader_error_reaches_every_reader_of_that_load(client: GuardedRedis) -> None:
     async def failing() -> JSON:
         await asyncio.sleep(0)
         raise LookupError("database says no")
@@ -301,7 +302,7 @@ async def test_a_loader_error_reaches_every_reader_of_that_load(client: Redis) -
     assert [type(result) for result in results] == [LookupError] * 3
 
 
-async def test_the_stale_fill_race_leaves_nothing_old_behind(client: Redis) -> None:
+async def test_the_stale_fill_race_leaves_nothing_old_behind(client: GuardedRedis) -> None:
     db, namespace = Database(), fresh_namespace()
     db.update("u1")
     db.gate = asyncio.Event()
@@ -321,7 +322,7 @@ async def test_the_stale_fill_race_leaves_nothing_old_behind(client: Redis) -> N
 
 
 async def test_a_read_during_the_invalidation_round_trip_waits_for_it(
-    fresh_redis: Server, own_client: Redis
+    fresh_redis: Server, own_client: GuardedRedis
 ) -> None:
     db, events = Database(), Events()
     db.update("u1")
@@ -349,7 +350,7 @@ async def test_a_read_during_the_invalidation_round_trip_waits_for_it(
     assert events.take()[:2] == [CacheEvent.MISS, CacheEvent.MISS]
 
 
-async def test_the_generation_stops_a_stale_fill_from_another_replica(client: Redis) -> None:
+async def test_the_generation_stops_a_stale_fill_from_another_replica(client: GuardedRedis) -> None:
     db, events, namespace = Database(), Events(), fresh_namespace()
     db.update("u1")
     db.gate = asyncio.Event()
@@ -369,7 +370,7 @@ async def test_the_generation_stops_a_stale_fill_from_another_replica(client: Re
 
 
 async def test_a_stopped_redis_falls_back_to_the_loader_and_is_used_again_after(
-    fresh_redis: Server, own_client: Redis
+    fresh_redis: Server, own_client: GuardedRedis
 ) -> None:
     db, events, clock, namespace = Database(), Events(), FakeClock(), fresh_namespace()
     db.update("u1")
@@ -377,7 +378,6 @@ async def test_a_stopped_redis_falls_back_to_the_loader_and_is_used_again_after(
         own_client,
         namespace=namespace,
         redis_timeout_s=scaled(2),
-        retry_redis_after_s=5,
         clock=clock,
         on_event=events,
     )
@@ -423,7 +423,7 @@ def value_key(namespace: str, key: str) -> str:
 
 
 async def test_a_hung_redis_costs_one_timeout_then_answers_at_once(
-    fresh_redis: Server, own_client: Redis
+    fresh_redis: Server, own_client: GuardedRedis
 ) -> None:
     db, events, clock = Database(), Events(), FakeClock()
     db.update("warm")
@@ -431,7 +431,6 @@ async def test_a_hung_redis_costs_one_timeout_then_answers_at_once(
         own_client,
         namespace=fresh_namespace(),
         redis_timeout_s=scaled(0.25),
-        retry_redis_after_s=5,
         clock=clock,
         on_event=events,
     )
@@ -444,13 +443,15 @@ async def test_a_hung_redis_costs_one_timeout_then_answers_at_once(
         for n in range(20):
             await cache.get(f"k{n}", db.loader(f"k{n}"), ttl_s=60)
         await cache.invalidate("k0")
-        # The warm-up's MGET and store, then one MGET that timed out; nothing else was sent.
+        # The warm-up's MGET and store, then one MGET that timed out and tripped the client's
+        # guard; nothing else was sent.
         assert (cache.redis_calls, cache.redis_failures) == (3, 1)
         assert events.take() == [CacheEvent.MISS, *[CacheEvent.FALLBACK] * 20]
         assert cache.pending_invalidations == 1
     finally:
         os.kill(process.pid, signal.SIGCONT)
-    clock.advance(5)
+    # The guard's probe finds Redis again; no read had to.
+    await until(lambda: own_client.guard.up, "the guard never saw Redis again")
     db.update("k0")
     assert await cache.get("k0", db.loader("k0"), ttl_s=60) == row("k0", 1)
     assert cache.pending_invalidations == 0
@@ -600,7 +601,6 @@ async def test_a_read_after_an_acknowledged_update_never_sees_the_old_value(
         namespace=fresh_namespace(),
         local_ttl_s=2,
         redis_timeout_s=scaled(0.5),
-        retry_redis_after_s=1,
         ping_every_s=0.2,
         clock=clock,
     )

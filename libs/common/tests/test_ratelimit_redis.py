@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 
 from tripline.common.ratelimit import Decision, Quota, Source, decide
 from tripline.common.ratelimit_redis import LimitScript, RedisLimiter
+from tripline.common.redis_client import GuardedRedis, create_redis
+from tripline.common.settings import ServiceSettings
 from tripline.devstack.harness import Backends, Server, scaled
 
 pytestmark = pytest.mark.integration
@@ -31,9 +32,16 @@ STEPS = st.lists(
 )
 
 
-def redis_at(port: int | None) -> Redis:
-    # A generous socket timeout: the limiter's own timeout must be what cuts a hang short.
-    return Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=scaled(10))
+def redis_at(port: int | None) -> GuardedRedis:
+    # The production client with a generous socket timeout: the limiter's own timeout must be
+    # what cuts a hang short.
+    return create_redis(
+        ServiceSettings(
+            redis_url=f"redis://127.0.0.1:{port}/0",
+            redis_socket_timeout_s=scaled(10),
+            instance_id="test",
+        )
+    )
 
 
 def fresh_key() -> str:
@@ -41,7 +49,7 @@ def fresh_key() -> str:
 
 
 @pytest.fixture
-async def client(backends: Backends) -> AsyncIterator[Redis]:
+async def client(backends: Backends) -> AsyncIterator[GuardedRedis]:
     redis = redis_at(backends.redis.port)
     try:
         yield redis
@@ -50,7 +58,7 @@ async def client(backends: Backends) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-async def own_client(fresh_redis: Server) -> AsyncIterator[Redis]:
+async def own_client(fresh_redis: Server) -> AsyncIterator[GuardedRedis]:
     redis = redis_at(fresh_redis.port)
     try:
         yield redis
@@ -99,7 +107,7 @@ async def test_the_script_agrees_with_decide(
 
 
 async def test_one_tick_of_concurrent_hits_is_one_call_admitting_exactly_the_limit(
-    client: Redis,
+    client: GuardedRedis,
 ) -> None:
     limiter = RedisLimiter(client, timeout_s=scaled(2))
     key, quota = fresh_key(), Quota(20, 60)
@@ -111,7 +119,7 @@ async def test_one_tick_of_concurrent_hits_is_one_call_admitting_exactly_the_lim
     assert limiter.script_calls == 1
 
 
-async def test_keys_are_isolated_and_redis_keeps_the_time(client: Redis) -> None:
+async def test_keys_are_isolated_and_redis_keeps_the_time(client: GuardedRedis) -> None:
     limiter = RedisLimiter(client, timeout_s=scaled(2))
     first, second, quota = fresh_key(), fresh_key(), Quota(2, 60)
     on_first = [await limiter.hit(first, quota) for _ in range(3)]
@@ -126,14 +134,13 @@ async def test_keys_are_isolated_and_redis_keeps_the_time(client: Redis) -> None
 
 
 async def test_a_stopped_redis_degrades_to_local_shares_and_recovers(
-    fresh_redis: Server, own_client: Redis
+    fresh_redis: Server, own_client: GuardedRedis
 ) -> None:
     changes: list[bool] = []
     limiter = RedisLimiter(
         own_client,
         fallback_divisor=2,
         timeout_s=scaled(1),
-        retry_after_failure_s=0.2,
         on_mode_change=changes.append,
     )
     key, quota = fresh_key(), Quota(4, 60)
@@ -161,40 +168,29 @@ async def test_a_stopped_redis_degrades_to_local_shares_and_recovers(
 
 
 async def test_a_hung_redis_costs_one_timeout_then_answers_at_once(
-    fresh_redis: Server, own_client: Redis
+    fresh_redis: Server, own_client: GuardedRedis
 ) -> None:
     timeout = scaled(0.25)
     changes: list[bool] = []
-    limiter = RedisLimiter(
-        own_client, timeout_s=timeout, retry_after_failure_s=0.3, on_mode_change=changes.append
-    )
+    limiter = RedisLimiter(own_client, timeout_s=timeout, on_mode_change=changes.append)
     key, quota = fresh_key(), Quota(100, 60)
     assert (await limiter.hit(key, quota)).source is Source.REDIS
     process = fresh_redis.process
     assert process is not None
     process.pause()
     try:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         decisions = [await limiter.hit(key, quota) for _ in range(50)]
-        elapsed = loop.time() - started
         assert all(d.source is Source.LOCAL and d.allowed for d in decisions)
-        # The warm-up call, then one that timed out; the other 49 never went to Redis.
+        # The warm-up call, then one that timed out and tripped the client's guard; the other
+        # 49 never went to Redis.
         assert (limiter.script_calls, limiter.script_failures) == (2, 1)
-        assert elapsed < 2 * timeout
+        assert not own_client.guard.up
         assert changes == [True]
-
-        # After the pause one batch probes; what arrives while it hangs is answered locally.
-        await asyncio.sleep(0.35)
-        probe = asyncio.create_task(limiter.hit(key, quota))
-        await asyncio.sleep(0.05)
-        assert limiter.script_calls == 3
-        meanwhile = [await limiter.hit(key, quota) for _ in range(10)]
-        assert not probe.done()
-        assert all(d.source is Source.LOCAL for d in meanwhile)
-        assert (await probe).source is Source.LOCAL
-        assert (limiter.script_calls, limiter.script_failures) == (3, 2)
-        assert changes == [True]
+        # The guard's probe, not a request, finds out whether Redis is back: while it hangs,
+        # nothing is sent however long the wait.
+        await asyncio.sleep(scaled(1.5))
+        assert [(await limiter.hit(key, quota)).source for _ in range(10)] == [Source.LOCAL] * 10
+        assert (limiter.script_calls, limiter.script_failures) == (2, 1)
     finally:
         process.resume()
     await eventually_from_redis(limiter, key, quota)

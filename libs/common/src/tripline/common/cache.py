@@ -20,11 +20,13 @@ provided the loader reads its own writes (the primary, not a lagging secondary).
   their own. Until Redis has acknowledged the invalidation the key counts as dirty (below), so a
   reader arriving meanwhile sends the invalidation itself before reading Redis.
 * Redis failing. Every command is bounded by ``redis_timeout_s``; a failure answers from the
-  loader (``FALLBACK``, never an error) and leaves Redis alone for ``retry_redis_after_s``, after
-  which one call probes it: a hung Redis costs one timeout, not one per call. An invalidation that
-  cannot reach Redis marks the key dirty: reads of a dirty key bypass Redis until the
-  invalidation is retried successfully (before any read of that key, and whenever the listener
-  subscribes). Other replicas may serve their Redis copy until then, at most ``ttl_s``.
+  loader (``FALLBACK``, never an error). The client's guard (:mod:`tripline.common.redis_client`)
+  is the one place that decides whether Redis is tried: a command that times out here trips it,
+  so does any failure the client sees, and while it is open every command is refused at once
+  until its probe finds Redis again: a hung Redis costs one timeout, not one per call. An
+  invalidation that cannot reach Redis marks the key dirty: reads of a dirty key bypass Redis
+  until the invalidation is retried successfully (before any read of that key, and whenever the
+  listener subscribes). Other replicas may serve their Redis copy until then, at most ``ttl_s``.
 * The local layer is used only while the listener is subscribed and Redis answers. It is cleared
   whenever either changes (an invalidation may have been missed), and a load that began before
   such a change stores nothing. The listener pings the channel to notice a hung Redis. A replica
@@ -47,11 +49,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeAlias, TypeVar
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from tripline.common.logs import get_logger
+from tripline.common.redis_client import GuardedRedis
 from tripline.common.tasks import stop_task
 
 JSON: TypeAlias = dict[str, Any] | list[Any] | str | int | float | bool | None
@@ -111,19 +113,18 @@ class TwoLayerCache:
 
     Keys are plain strings, unique within ``namespace``. ``on_event(namespace, event)`` is called
     once per ``get`` (for metrics) and must not raise. ``clock`` times the local layer and the
-    pause after a Redis failure. The local layer needs :meth:`start` (its invalidations arrive
+    The local layer needs :meth:`start` (its invalidations arrive
     through the listener); call :meth:`stop` before closing the Redis client.
     """
 
     def __init__(
         self,
-        redis: Redis,
+        redis: GuardedRedis,
         *,
         namespace: str,
         local_ttl_s: float = 2.0,
         local_max_entries: int = 10_000,
         redis_timeout_s: float = 0.25,
-        retry_redis_after_s: float = 5.0,
         ping_every_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[str, CacheEvent], None] | None = None,
@@ -139,7 +140,6 @@ class TwoLayerCache:
         self._local_ttl_s = local_ttl_s
         self._local_max_entries = local_max_entries
         self._timeout_s = redis_timeout_s
-        self._retry_after_s = retry_redis_after_s
         self._ping_every_s = ping_every_s
         self._clock = clock
         self._on_event = on_event
@@ -155,8 +155,6 @@ class TwoLayerCache:
         self._listening = False
         self._listener: asyncio.Task[None] | None = None
         self._degraded = False
-        self._probing = False
-        self._retry_at = 0.0
         self._redis_calls = 0
         self._redis_failures = 0
 
@@ -272,30 +270,33 @@ class TwoLayerCache:
 
     async def _call(self, command: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis command under the timeout; raises :class:`_RedisUnavailable` when it
-        fails, or without sending it while Redis is left alone after a failure."""
-        probe = self._degraded
-        if probe and (self._probing or self._clock() < self._retry_at):
+        fails, or without sending it while the client's guard holds Redis for down."""
+        if not self._redis.guard.up:
+            self._degrade(None)
             raise _RedisUnavailable
-        self._probing = probe
         self._redis_calls += 1
         try:
             result = await asyncio.wait_for(command(), self._timeout_s)
-        # A timeout is an OSError (TimeoutError).
+        except TimeoutError as exc:
+            # The command was abandoned, so the client never saw it fail: tell its guard.
+            self._redis.guard.breaker.trip()
+            self._redis_failures += 1
+            self._degrade(exc)
+            raise _RedisUnavailable from exc
         except (RedisError, OSError) as exc:
             self._redis_failures += 1
-            self._retry_at = self._clock() + self._retry_after_s
-            if not self._degraded:
-                self._degraded = True
-                self._new_epoch()
-                logger.warning("cache bypasses Redis", namespace=self._namespace, error=repr(exc))
+            self._degrade(exc)
             raise _RedisUnavailable from exc
-        finally:
-            if probe:
-                self._probing = False
         if self._degraded:
             self._degraded = False
             logger.info("cache uses Redis again", namespace=self._namespace)
         return result
+
+    def _degrade(self, exc: BaseException | None) -> None:
+        if not self._degraded:
+            self._degraded = True
+            self._new_epoch()
+            logger.warning("cache bypasses Redis", namespace=self._namespace, error=repr(exc))
 
     async def _flush_dirty(self) -> None:
         """Send every pending invalidation in one script call; raises :class:`_RedisUnavailable`

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from typing import Any
 
 from pymongo import AsyncMongoClient, ReadPreference
@@ -11,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 
 from tripline.common.errors import DependencyUnavailable
+from tripline.common.guard import DependencyGuard
 from tripline.common.mongo_pool import PoolMetrics
 from tripline.common.settings import ServiceSettings
 
@@ -24,15 +25,35 @@ def is_unavailable(exc: PyMongoError) -> bool:
 
 
 @contextmanager
-def translate_errors() -> Iterator[None]:
+def translate_errors(guard: DependencyGuard | None = None) -> Iterator[None]:
     """Re-raise pymongo's "not answering" errors as ``DependencyUnavailable("mongodb")``; any
-    other ``PyMongoError`` (an invalid command or document) is a bug and propagates."""
-    try:
-        yield
-    except PyMongoError as exc:
-        if not is_unavailable(exc):
-            raise
-        raise DependencyUnavailable("mongodb") from exc
+    other ``PyMongoError`` (an invalid command or document) is a bug and propagates.
+
+    With a ``guard`` (:func:`mongo_guard`) the block is not run while MongoDB is known not to
+    answer: ``DependencyUnavailable`` is raised at once instead of after a timeout.
+    """
+    with guard.call() if guard is not None else nullcontext():
+        try:
+            yield
+        except PyMongoError as exc:
+            if not is_unavailable(exc):
+                raise
+            raise DependencyUnavailable("mongodb") from exc
+
+
+def mongo_guard(client: AsyncMongoClient[Document], settings: ServiceSettings) -> DependencyGuard:
+    """The guard for ``client``'s calls (run its probe with ``guard.guarding``): it opens on
+    the first call MongoDB does not answer and pings in the background until it does."""
+    return DependencyGuard(
+        "mongodb",
+        probe=MongoProbe(client),
+        is_outage=lambda exc: isinstance(exc, DependencyUnavailable),
+        refusal=lambda: DependencyUnavailable(
+            "mongodb", "MongoDB is not answering; probed in the background"
+        ),
+        probe_interval_s=settings.dependency_probe_interval_s,
+        probe_timeout_s=settings.dependency_probe_timeout_s,
+    )
 
 
 def create_mongo(

@@ -16,17 +16,17 @@ slot (or the keys given a hash tag). The project's Redis is a single primary, so
 
 When Redis fails or does not answer within ``timeout_s`` (``asyncio.wait_for`` bounds the client's
 own retries too), :class:`RedisLimiter` turns degraded: it decides in process with each limit
-divided by the number of gateway replicas, admits critical traffic regardless, and leaves Redis
-alone for ``retry_after_failure_s``. A hung Redis (sockets open, no replies) therefore costs one
-timeout, not one per request. After the pause the next batch probes Redis; while that probe is
-out, everything else keeps deciding locally. A batch that timed out may still be counted by
-Redis once it wakes up, which can only make the shared limits stricter.
+divided by the number of gateway replicas and admits critical traffic regardless. Whether Redis
+is tried at all is the client's guard's decision (:mod:`tripline.common.redis_client`): a batch
+that times out here trips it, and while it is open every batch is decided locally without a
+round trip, until the guard's own probe finds Redis again. A hung Redis (sockets open, no
+replies) therefore costs one timeout, not one per request. A batch that timed out may still be
+counted by Redis once it wakes up, which can only make the shared limits stricter.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,6 +36,7 @@ from redis.exceptions import RedisError
 
 from tripline.common.logs import get_logger
 from tripline.common.ratelimit import Decision, LocalLimiter, Quota, Source
+from tripline.common.redis_client import GuardedRedis
 
 logger = get_logger(__name__)
 
@@ -134,17 +135,15 @@ class RedisLimiter:
 
     ``fallback_divisor`` is the number of replicas sharing the limits (each gets its share while
     degraded). ``on_mode_change(degraded)`` is called on every switch, after the affected
-    callers have their answers; it must not raise. ``clock`` times the pause before a probe.
+    callers have their answers; it must not raise.
     """
 
     def __init__(
         self,
-        redis: Redis,
+        redis: GuardedRedis,
         *,
         fallback_divisor: int = 1,
         timeout_s: float = 0.25,
-        retry_after_failure_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
         local: LocalLimiter | None = None,
         on_mode_change: Callable[[bool], None] | None = None,
     ) -> None:
@@ -153,17 +152,14 @@ class RedisLimiter:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         self._script = LimitScript(redis)
+        self._guard = redis.guard
         self._fallback_divisor = fallback_divisor
         self._timeout_s = timeout_s
-        self._retry_after_failure_s = retry_after_failure_s
-        self._clock = clock
         self._local = local or LocalLimiter()
         self._on_mode_change = on_mode_change
         self._pending: list[_Pending] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._degraded = False
-        self._probing = False
-        self._probe_at = 0.0
         self._script_calls = 0
         self._script_failures = 0
 
@@ -198,49 +194,48 @@ class RedisLimiter:
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        if self._degraded and (self._probing or self._clock() < self._probe_at):
-            # Waiting on a failing Redis would add its timeout to every request: answer now,
-            # and leave Redis alone until the pause is over and no probe is out.
+        if not self._guard.up:
+            # Waiting on a failing Redis would add its timeout to every request: answer now.
             self._answer_locally(batch)
+            self._degrade(None)
             return
-        probe = self._degraded
-        self._probing = probe
-        task = asyncio.create_task(self._decide_on_redis(batch, probe=probe))
+        task = asyncio.create_task(self._decide_on_redis(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _decide_on_redis(self, batch: list[_Pending], *, probe: bool) -> None:
+    async def _decide_on_redis(self, batch: list[_Pending]) -> None:
         self._script_calls += 1
         try:
             decisions = await asyncio.wait_for(
                 self._script([(pending.key, pending.quota) for pending in batch]),
                 self._timeout_s,
             )
-        # A timeout is an OSError (TimeoutError).
+        except TimeoutError as exc:
+            # The call was abandoned, so the client never saw it fail: tell its guard.
+            self._guard.breaker.trip()
+            self._script_failures += 1
+            self._answer_locally(batch)
+            self._degrade(exc)
         except (RedisError, OSError) as exc:
             self._script_failures += 1
-            self._probe_at = self._clock() + self._retry_after_failure_s
-            if not self._degraded:
-                self._degraded = True
-                logger.warning(
-                    "rate limits decided in process: Redis failed",
-                    error=repr(exc),
-                    retry_in_s=self._retry_after_failure_s,
-                )
-                self._answer_locally(batch)
-                self._notify(degraded=True)
+            self._answer_locally(batch)
+            self._degrade(exc)
         else:
             for pending, decision in zip(batch, decisions, strict=True):
                 _settle(pending.future, decision)
-            if probe:
+            if self._degraded:
                 self._degraded = False
                 logger.info("rate limits shared through Redis again")
                 self._notify(degraded=False)
         finally:
-            if probe:
-                self._probing = False
             # After a failure, or a bug, no caller may be left waiting.
             self._answer_locally(batch)
+
+    def _degrade(self, exc: BaseException | None) -> None:
+        if not self._degraded:
+            self._degraded = True
+            logger.warning("rate limits decided in process: Redis failed", error=repr(exc))
+            self._notify(degraded=True)
 
     def _answer_locally(self, batch: Iterable[_Pending]) -> None:
         for pending in batch:

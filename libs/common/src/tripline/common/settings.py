@@ -63,6 +63,10 @@ class ServiceSettings(BaseSettings):
     mongo_wait_queue_timeout_ms: int = Field(default=2000, ge=1)
     mongo_server_selection_timeout_ms: int = Field(default=3000, ge=1)
     mongo_query_timeout_ms: int = Field(default=5000, ge=1)
+    # A dependency that stopped answering (tripline.common.guard) is refused at once and probed
+    # this often, each probe bounded by the timeout; recovery is noticed within about their sum.
+    dependency_probe_interval_s: float = Field(default=0.5, gt=0)
+    dependency_probe_timeout_s: float = Field(default=1.0, gt=0)
 
     s3_endpoint_url: str | None = "http://127.0.0.1:9000"
     s3_bucket: str = "tripline-documents"

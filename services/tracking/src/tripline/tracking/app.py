@@ -75,7 +75,6 @@ def create_app(settings: TrackingSettings) -> Starlette:
                     redis,
                     fallback_divisor=settings.tracking_replicas,
                     timeout_s=settings.limit_redis_timeout_s,
-                    retry_after_failure_s=settings.limit_redis_retry_s,
                 ),
                 parties=Parties(
                     redis, core_url=settings.core_url, http=http, cache_s=settings.parties_cache_s

@@ -37,5 +37,4 @@ class TrackingSettings(ServiceSettings):
     # critical-tier counters in Redis.
     limit_critical_per_min: int = Field(default=300, ge=1)
     limit_redis_timeout_s: float = Field(default=0.25, gt=0)
-    limit_redis_retry_s: float = Field(default=5.0, gt=0)
     tracking_replicas: int = Field(default=2, ge=1)
