@@ -19,9 +19,10 @@ from tripline.common.breaker import BreakerState, CircuitBreaker
 from tripline.common.cache import CacheEvent, TwoLayerCache
 from tripline.common.celery_app import create_celery
 from tripline.common.errors import DependencyUnavailable
+from tripline.common.guard import guarding
 from tripline.common.health import Health
 from tripline.common.logs import get_logger
-from tripline.common.mongo import MongoProbe, database, open_mongo
+from tripline.common.mongo import MongoProbe, database, mongo_guard, open_mongo
 from tripline.common.mongo_pool import PoolMetrics
 from tripline.common.redis_client import RedisProbe, open_redis
 from tripline.core import analytics, payments, sos, sos_archive, trip_routes, user_routes
@@ -82,6 +83,7 @@ def create_app(settings: CoreSettings) -> Starlette:
             health.add("redis", RedisProbe(redis), required=False)
             health.add("mongodb", MongoProbe(mongo))
             db = database(mongo, settings)
+            guard = await stack.enter_async_context(guarding(mongo_guard(mongo, settings)))
             caches = {
                 name: TwoLayerCache(
                     redis, namespace=name, local_ttl_s=settings.local_cache_ttl_s, on_event=count
@@ -91,7 +93,7 @@ def create_app(settings: CoreSettings) -> Starlette:
             for cache in caches.values():
                 await cache.start()
                 stack.push_async_callback(cache.stop)
-            trips = TripRepository(db)
+            trips = TripRepository(db, guard=guard)
             try:
                 await trips.ensure_indexes()
             except DependencyUnavailable as exc:
@@ -115,17 +117,21 @@ def create_app(settings: CoreSettings) -> Starlette:
                 settings=settings,
                 verifier=TokenVerifier(settings),
                 redis=redis,
-                users=UserRepository(db),
+                users=UserRepository(db, guard=guard),
                 trips=trips,
                 profiles_cache=caches["profile"],
                 trips_cache=caches["trip"],
                 search_cache=caches["search"],
                 stale=stale,
                 writes=writes,
+                mongo_guard=guard,
             )
             writes.register(
                 user_routes.PROFILE_WRITE,
                 lambda write: user_routes.apply_profile_write(core, write),
+            )
+            writes.register(
+                trip_routes.CREATE_WRITE, lambda write: trip_routes.apply_create_write(core, write)
             )
             writes.register(
                 trip_routes.STATUS_WRITE, lambda write: trip_routes.apply_status_write(core, write)
@@ -135,7 +141,7 @@ def create_app(settings: CoreSettings) -> Starlette:
                 sos_archive.running(app.state.core, producer, db[sos.SOS_COLLECTION])
             )
             app.state.payments = payments.Payments(
-                records=payments.PaymentRecords(db[payments.PAYMENTS]),
+                records=payments.PaymentRecords(db[payments.PAYMENTS], guard=guard),
                 provider=PaymentProvider(settings.payment_sandbox_url, http=http, breaker=breaker),
                 producer=producer,
                 on_outcome=lambda outcome: payment_outcomes.labels(outcome).inc(),

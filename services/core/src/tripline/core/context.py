@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from tripline.common.auth import Identity, TokenVerifier, bearer_token
 from tripline.common.cache import TwoLayerCache
+from tripline.common.guard import DependencyGuard
 from tripline.core.pending_writes import PendingWrites
 from tripline.core.repository import TripRepository, UserRepository
 from tripline.core.settings import CoreSettings
@@ -27,6 +28,7 @@ class Core:
     search_cache: TwoLayerCache
     stale: StaleCopies
     writes: PendingWrites
+    mongo_guard: DependencyGuard | None = None
 
     async def identity(self, request: Request) -> Identity:
         """The caller, from its bearer token (core checks it again: it may be reached without

@@ -33,6 +33,7 @@ from starlette.routing import Route
 
 from tripline.common.celery_app import enqueue
 from tripline.common.errors import Conflict, DependencyUnavailable, NotFound, TriplineError
+from tripline.common.guard import DependencyGuard
 from tripline.common.logs import get_logger
 from tripline.common.mongo import Document, translate_errors
 from tripline.common.queues import Task
@@ -89,7 +90,9 @@ class PaymentRecords:
         payments: AsyncCollection[Document],
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        guard: DependencyGuard | None = None,
     ) -> None:
+        self._guard = guard
         self._payments = payments
         self._clock = clock
 
@@ -106,7 +109,7 @@ class PaymentRecords:
             "created_at": now,
             "updated_at": now,
         }
-        with translate_errors():
+        with translate_errors(self._guard):
             try:
                 await self._payments.insert_one(record)
             except DuplicateKeyError:
@@ -131,7 +134,7 @@ class PaymentRecords:
             "$unset": {"reason": ""},
         }
         condition = {"_id": declined["_id"], "status": DECLINED, "attempt": declined["attempt"]}
-        with translate_errors():
+        with translate_errors(self._guard):
             record = await self._payments.find_one_and_update(
                 condition, update, return_document=ReturnDocument.AFTER
             )
@@ -148,7 +151,7 @@ class PaymentRecords:
         """
         condition = {"_id": record["_id"], "attempt": record["attempt"], "status": PENDING}
         update = {"$set": {**changes, "status": status, "updated_at": stored_time(self._clock)}}
-        with translate_errors():
+        with translate_errors(self._guard):
             settled = await self._payments.find_one_and_update(
                 condition, update, return_document=ReturnDocument.AFTER
             )

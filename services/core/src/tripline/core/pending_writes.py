@@ -16,10 +16,10 @@ and deleting it) leaves the same profile, and nothing newer can have been applie
 write that is no longer possible when replayed (the trip moved on meanwhile) is not applied; it
 goes to ``core:writes:rejected`` with the reason, and is logged.
 
-Checking the counter costs a Redis round trip per write; it goes through a breaker that opens on
-the first failure, so a hung Redis costs one timeout, and while Redis is away writes go straight
-to MongoDB (nothing can be queued then either). That is the one case where order is not kept:
-Redis and MongoDB failing in turn, with writes queued for the same record.
+Checking the counter costs a Redis round trip per write; the client's guard refuses at once
+after the first failure, so a hung Redis costs one timeout, and while Redis is away writes go
+straight to MongoDB (nothing can be queued then either). That is the one case where order is
+not kept: Redis and MongoDB failing in turn, with writes queued for the same record.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from tripline.common.breaker import CircuitBreaker
 from tripline.common.errors import DependencyUnavailable, TriplineError
 from tripline.common.lease import Lease
 from tripline.common.logs import get_logger
@@ -140,16 +139,12 @@ class PendingWrites:
         *,
         owner: str,
         lease_s: float = 10.0,
-        retry_after_s: float = 5.0,
     ) -> None:
         self._redis = redis
         self._appliers: dict[str, Applier] = {}
         self._lease = Lease(redis, LEASE, owner=owner, ttl_s=lease_s)
         self._enqueue = redis.register_script(_ENQUEUE)
         self._remove = redis.register_script(_REMOVE)
-        self._breaker = CircuitBreaker(
-            "pending-writes", failure_threshold=1, reset_timeout_s=retry_after_s
-        )
 
     def register(self, kind: str, applier: Applier) -> None:
         """Let queued writes of ``kind`` be replayed by ``applier``."""
@@ -248,15 +243,11 @@ class PendingWrites:
         await self._remove(keys=[STREAM, record], args=[entry_id])
 
     async def _has_queued(self, record: str) -> bool:
-        if not self._breaker.try_acquire():
-            return False
         try:
             queued = await self._redis.exists(counter_key(record))
         except (RedisError, OSError) as exc:
-            self._breaker.record_failure()
             log.warning("pending writes not checked: Redis unavailable", error=repr(exc))
             return False
-        self._breaker.record_success()
         return bool(queued)
 
 

@@ -25,6 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from tripline.common.errors import Conflict, ValidationFailed
+from tripline.common.guard import DependencyGuard
 from tripline.common.mongo import Document, read_heavy, translate_errors
 
 Clock = Callable[[], datetime]
@@ -142,7 +143,8 @@ def open_trips_pipeline(
 class TripRepository:
     """Trips in the ``trips`` collection, keyed by trip id.
 
-    Every method may raise :class:`DependencyUnavailable` when MongoDB does not answer.
+    Every method may raise :class:`DependencyUnavailable` when MongoDB does not answer (at
+    once, with a ``guard`` that has seen it hang).
     """
 
     def __init__(
@@ -151,7 +153,9 @@ class TripRepository:
         *,
         clock: Clock = utc_now,
         history_limit: int = HISTORY_LIMIT,
+        guard: DependencyGuard | None = None,
     ) -> None:
+        self._guard = guard
         self._trips: AsyncCollection[Document] = db[TRIPS]
         self._search: AsyncCollection[Document] = read_heavy(db)[TRIPS]
         self._clock = clock
@@ -169,7 +173,7 @@ class TripRepository:
             IndexModel([("rider_id", ASCENDING)], name="rider_id"),
             IndexModel([("driver_id", ASCENDING)], name="driver_id"),
         ]
-        with translate_errors():
+        with translate_errors(self._guard):
             await self._trips.create_indexes(indexes)
 
     async def create(
@@ -198,7 +202,7 @@ class TripRepository:
             "created_at": now,
             "updated_at": now,
         }
-        with translate_errors():
+        with translate_errors(self._guard):
             try:
                 await self._trips.insert_one(trip)
             except DuplicateKeyError:
@@ -211,7 +215,7 @@ class TripRepository:
 
     async def get(self, trip_id: str) -> Document | None:
         """The trip as the primary has it, or None when there is none."""
-        with translate_errors():
+        with translate_errors(self._guard):
             return await self._trips.find_one({"_id": trip_id})
 
     async def apply_move(
@@ -251,7 +255,7 @@ class TripRepository:
             "$set": changes,
             "$push": {"history": {"$each": [entry], "$slice": -self._history_limit}},
         }
-        with translate_errors():
+        with translate_errors(self._guard):
             moved = await self._trips.find_one_and_update(
                 condition, update, return_document=ReturnDocument.AFTER
             )
@@ -285,7 +289,7 @@ class TripRepository:
         pipeline = open_trips_pipeline(
             lat=lat, lng=lng, radius_km=radius_km, limit=limit + 1, after=after
         )
-        with translate_errors():
+        with translate_errors(self._guard):
             found = await (await self._search.aggregate(pipeline)).to_list()
         if len(found) <= limit:
             return found, None
@@ -300,7 +304,14 @@ class UserRepository:
     Every method may raise :class:`DependencyUnavailable` when MongoDB does not answer.
     """
 
-    def __init__(self, db: AsyncDatabase[Document], *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        *,
+        clock: Clock = utc_now,
+        guard: DependencyGuard | None = None,
+    ) -> None:
+        self._guard = guard
         self._users: AsyncCollection[Document] = db[USERS]
         self._others: AsyncCollection[Document] = read_heavy(db)[USERS]
         self._clock = clock
@@ -308,7 +319,7 @@ class UserRepository:
     async def get(self, user_id: str, *, stale_ok: bool = False) -> Document | None:
         """The profile, or None. ``stale_ok`` (other people's profiles) may read a secondary."""
         users = self._others if stale_ok else self._users
-        with translate_errors():
+        with translate_errors(self._guard):
             return await users.find_one({"_id": user_id})
 
     async def update_profile(
@@ -327,7 +338,7 @@ class UserRepository:
             "$set": {**changes, "updated_at": now},
             "$setOnInsert": {"role": role, "created_at": now},
         }
-        with translate_errors():
+        with translate_errors(self._guard):
             for _ in range(UPSERT_ATTEMPTS):
                 updated = await self._upsert(user_id, update)
                 if updated is not None:

@@ -175,7 +175,7 @@ class Sos:
             log.warning(
                 "SOS not streamed, writing to MongoDB", sos_id=record.sos_id, error=repr(exc)
             )
-        with translate_errors():
+        with translate_errors(self.core.mongo_guard):
             try:
                 await self.records.insert_one(
                     {"_id": record.sos_id, **record.document(), "deliveries": [], "notified": False}

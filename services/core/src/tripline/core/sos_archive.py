@@ -105,7 +105,7 @@ class Archiver:
         else:
             # $set, not $setOnInsert: the worker may have created the document first, when
             # it recorded a delivery before this entry was archived.
-            with translate_errors():
+            with translate_errors(self._sos.core.mongo_guard):
                 await self._sos.records.update_one(
                     {"_id": record.sos_id},
                     {
@@ -121,7 +121,7 @@ class Archiver:
 
     async def _sweep_unnotified(self) -> None:
         # SOS records written straight to MongoDB (Redis was down) could not be queued then.
-        with translate_errors():
+        with translate_errors(self._sos.core.mongo_guard):
             waiting = await self._sos.records.find({"notified": False}).to_list(ARCHIVE_BATCH)
         for document in waiting:
             record = SosRecord.from_document(document)
@@ -131,7 +131,7 @@ class Archiver:
                 rider_id = None
             # The live event is stale by now; the notifications still matter.
             await self._sos.notify(record, rider_id)
-            with translate_errors():
+            with translate_errors(self._sos.core.mongo_guard):
                 await self._sos.records.update_one(
                     {"_id": record.sos_id}, {"$set": {"notified": True}}
                 )

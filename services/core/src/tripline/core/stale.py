@@ -5,8 +5,8 @@ the database is away. Each record read or written is also kept here, in Redis, f
 that the database cannot answer is served from this copy with the headers ``Tripline-Stale:
 true`` and ``Age`` (seconds since the copy was taken), and only fails when there is no copy.
 
-Both operations are best effort and never raise. They go through a breaker that opens on the
-first failure for ``retry_after_s``: a hung Redis costs one timeout, not one per read.
+Both operations are best effort and never raise. A hung Redis costs one timeout, not one per
+read: the client's guard (:mod:`tripline.common.redis_client`) refuses at once after it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from tripline.common.breaker import CircuitBreaker
 from tripline.common.cache import JSON
 from tripline.common.logs import get_logger
 
@@ -52,40 +51,29 @@ class StaleCopies:
         redis: Redis,
         *,
         keep_for_s: int = KEEP_FOR_S,
-        retry_after_s: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
         self._keep_for_s = keep_for_s
         self._clock = clock
-        self._breaker = CircuitBreaker(
-            "stale-copies", failure_threshold=1, reset_timeout_s=retry_after_s
-        )
 
     async def keep(self, namespace: str, key: str, value: JSON) -> None:
         """Remember ``value`` as the last known copy of ``key`` (a None value is not kept)."""
-        if value is None or not self._breaker.try_acquire():
+        if value is None:
             return
         text = json.dumps({"v": value, "at": self._clock()}, separators=(",", ":"))
         try:
             await self._redis.set(copy_key(namespace, key), text, ex=self._keep_for_s)
         except (RedisError, OSError) as exc:
-            self._breaker.record_failure()
             log.warning("stale copy not kept", namespace=namespace, error=repr(exc))
-            return
-        self._breaker.record_success()
 
     async def recall(self, namespace: str, key: str) -> StaleCopy | None:
         """The last known copy of ``key``, or None when there is none or Redis cannot tell."""
-        if not self._breaker.try_acquire():
-            return None
         try:
             raw = await self._redis.get(copy_key(namespace, key))
         except (RedisError, OSError) as exc:
-            self._breaker.record_failure()
             log.warning("stale copy not read", namespace=namespace, error=repr(exc))
             return None
-        self._breaker.record_success()
         if raw is None:
             return None
         data: Mapping[str, Any] = json.loads(raw)

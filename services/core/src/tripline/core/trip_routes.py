@@ -3,8 +3,12 @@
 A trip is visible to its rider, its driver and admins; to anyone else it does not exist (404,
 not 403: an outsider learns nothing). A status change is a compare-and-set in MongoDB, then the
 caches of every replica forget the trip and the change is published on the trip's channel.
-While MongoDB is away, reads answer from the last known copy (marked stale) and status changes
-are queued (:mod:`tripline.core.pending_writes`), answered 202 ``pending``.
+While MongoDB is away, reads answer from the last known copy (marked stale), and trip requests
+and status changes are queued (:mod:`tripline.core.pending_writes`), answered 202 ``pending``.
+A queued trip request already has its id (``Location``), its parties record (so its rider may
+raise an SOS, its driver accept it and tracking admit them) and a last known copy (so reading
+it answers, marked stale); the trip is inserted when MongoDB answers again. Until then it is
+not in searches: drivers find it once it is stored.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -33,6 +39,7 @@ from tripline.core.trips import TripStatus, is_party, plan_move
 log = get_logger(__name__)
 
 STATUS_WRITE = "status"
+CREATE_WRITE = "trip"
 # Searches within about a kilometre of each other share one cached answer.
 SEARCH_GRID_DEGREES = 0.01
 
@@ -68,16 +75,67 @@ async def create_trip(request: Request) -> Response:
     identity = await core.identity(request)
     body = await parse_body(request, TripCreate)
     trip_id = new_trip_id(identity, request.headers.get("idempotency-key"))
+    write = Write(
+        kind=CREATE_WRITE,
+        record=f"trip:{trip_id}",
+        write_id=trip_id,
+        payload={
+            "trip_id": trip_id,
+            "rider_id": identity.user_id,
+            "origin": geo_point(body.origin),
+            "destination": geo_point(body.destination),
+        },
+    )
+    location = {"Location": f"/api/trips/{trip_id}"}
+    created = await core.writes.run_or_queue(write, lambda: create_now(core, write.payload))
+    if isinstance(created, Queued):
+        await remember_queued_trip(core, write.payload)
+        return JSONResponse({**created.body(), "id": trip_id}, status_code=202, headers=location)
+    return JSONResponse(created, status_code=201, headers=location)
+
+
+async def create_now(core: Core, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Insert the requested trip (idempotent per id) and share it; returns its view.
+
+    Raises :class:`Conflict` when the id belongs to another rider's trip,
+    :class:`DependencyUnavailable` when MongoDB does not answer.
+    """
     document = await core.trips.create(
-        trip_id=trip_id,
-        rider_id=identity.user_id,
-        origin=geo_point(body.origin),
-        destination=geo_point(body.destination),
+        trip_id=payload["trip_id"],
+        rider_id=payload["rider_id"],
+        origin=payload["origin"],
+        destination=payload["destination"],
     )
     trip = trip_view(document)
     await _share_parties(core, trip)
-    await core.stale.keep(core.trips_cache.namespace, trip_id, trip)
-    return JSONResponse(trip, status_code=201, headers={"Location": f"/api/trips/{trip_id}"})
+    await core.stale.keep(core.trips_cache.namespace, trip["id"], trip)
+    return trip
+
+
+async def remember_queued_trip(core: Core, payload: Mapping[str, Any]) -> None:
+    """Make a queued trip known where it can be without MongoDB: its parties record and its
+    last known copy, as it will be stored (times are the request's; the stored ones are the
+    insert's)."""
+    now = datetime.now(UTC)
+    trip = trip_view(
+        {
+            "_id": payload["trip_id"],
+            "rider_id": payload["rider_id"],
+            "driver_id": None,
+            "status": TripStatus.REQUESTED.value,
+            "origin": payload["origin"],
+            "destination": payload["destination"],
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    await _share_parties(core, trip)
+    await core.stale.keep(core.trips_cache.namespace, trip["id"], trip)
+
+
+async def apply_create_write(core: Core, write: Write) -> None:
+    """Replay a queued trip request (see :mod:`tripline.core.pending_writes`)."""
+    await create_now(core, write.payload)
 
 
 async def get_trip(request: Request) -> Response:

@@ -14,9 +14,10 @@ from tripline.common.auth import TokenVerifier
 from tripline.common.celery_app import create_celery
 from tripline.common.documents import UPLOADS
 from tripline.common.errors import DependencyUnavailable
+from tripline.common.guard import guarding
 from tripline.common.health import Health
 from tripline.common.logs import get_logger
-from tripline.common.mongo import MongoProbe, database, open_mongo
+from tripline.common.mongo import MongoProbe, database, mongo_guard, open_mongo
 from tripline.common.mongo_pool import PoolMetrics
 from tripline.common.redis_client import RedisProbe, open_redis
 from tripline.common.s3 import BucketProbe, S3Unavailable, open_bucket
@@ -57,7 +58,8 @@ def create_app(settings: UploadSettings) -> Starlette:
                 )
             producer = create_celery(settings, main="tripline.upload")
             stack.callback(producer.close)
-            records = UploadRecords(database(mongo, settings)[UPLOADS])
+            guard = await stack.enter_async_context(guarding(mongo_guard(mongo, settings)))
+            records = UploadRecords(database(mongo, settings)[UPLOADS], guard=guard)
             try:
                 await records.ensure_indexes()
             except DependencyUnavailable as exc:

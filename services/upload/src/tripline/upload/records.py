@@ -16,6 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from tripline.common.documents import UploadStatus
 from tripline.common.errors import Conflict
+from tripline.common.guard import DependencyGuard
 from tripline.common.mongo import Document, translate_errors
 from tripline.upload.models import ContentType, UploadRequest
 
@@ -36,12 +37,14 @@ class UploadRecords:
         uploads: AsyncCollection[Document],
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        guard: DependencyGuard | None = None,
     ) -> None:
+        self._guard = guard
         self._uploads = uploads
         self._clock = clock
 
     async def ensure_indexes(self) -> None:
-        with translate_errors():
+        with translate_errors(self._guard):
             await self._uploads.create_indexes(
                 [
                     IndexModel([("driver_id", ASCENDING), ("created_at", ASCENDING)]),
@@ -71,7 +74,7 @@ class UploadRecords:
             "created_at": now,
             "updated_at": now,
         }
-        with translate_errors():
+        with translate_errors(self._guard):
             try:
                 await self._uploads.insert_one(record)
             except DuplicateKeyError:
@@ -86,11 +89,11 @@ class UploadRecords:
         return existing
 
     async def get(self, upload_id: str) -> Document | None:
-        with translate_errors():
+        with translate_errors(self._guard):
             return await self._uploads.find_one({"_id": upload_id})
 
     async def by_key(self, key: str) -> Document | None:
-        with translate_errors():
+        with translate_errors(self._guard):
             return await self._uploads.find_one({"key": key})
 
     async def mark_queued(self, upload_id: str, found: dict[str, Any]) -> bool:
@@ -110,19 +113,19 @@ class UploadRecords:
             },
             "$unset": {"expire_at": ""},
         }
-        with translate_errors():
+        with translate_errors(self._guard):
             result = await self._uploads.update_one(
                 {"_id": upload_id, "status": UploadStatus.PENDING_UPLOAD.value}, update
             )
         return result.modified_count == 1
 
     async def mark_enqueued(self, upload_id: str) -> None:
-        with translate_errors():
+        with translate_errors(self._guard):
             await self._uploads.update_one({"_id": upload_id}, {"$set": {"enqueued": True}})
 
     async def claim_delay_notice(self, upload_id: str) -> bool:
         """True for the one caller that gets to tell the driver the upload is delayed."""
-        with translate_errors():
+        with translate_errors(self._guard):
             result = await self._uploads.update_one(
                 {"_id": upload_id, "delay_notified": {"$ne": True}},
                 {"$set": {"delay_notified": True}},
