@@ -20,7 +20,7 @@ from tripline.core.app import create_app
 from tripline.core.pending_writes import REJECTED, STREAM
 from tripline.core.settings import CoreSettings
 from tripline.devstack.backends import mongo_spec
-from tripline.devstack.harness import Server, scaled, serve_app
+from tripline.devstack.harness import Server, scaled, scrape_metric, serve_app
 from tripline.devstack.ports import free_port
 from tripline.devstack.testing import auth, eventually, fresh
 
@@ -184,3 +184,79 @@ async def test_a_write_waits_behind_queued_writes_of_its_record_once_mongodb_is_
         return name if await outage.redis.xlen(STREAM) == 0 and name is not None else None
 
     assert await eventually(settled, timeout_s=30) == "new"
+
+
+async def guard_state(core: httpx.AsyncClient, dependency: str) -> tuple[float, float]:
+    """The guard's ``(open, refusals)`` as core's metrics show them."""
+    opened = await scrape_metric(core, "tripline_dependency_guard_open", dependency=dependency)
+    refused = await scrape_metric(
+        core, "tripline_dependency_guard_refusals_total", dependency=dependency
+    )
+    assert opened is not None
+    assert refused is not None
+    return opened, refused
+
+
+async def test_a_hung_mongodb_costs_its_timeout_once_then_every_call_is_answered_at_once(
+    outage: Outage,
+) -> None:
+    """SIGSTOP keeps MongoDB's sockets open while it answers nothing: the costly failure."""
+    core, rider, driver = outage.core, fresh("rider"), fresh("driver")
+    as_rider = auth(rider, Role.RIDER)
+    created = await core.post("/api/trips", json=TRIP, headers=as_rider)
+    assert created.status_code == 201, created.text
+    trip_id = created.json()["id"]
+    sos = {"lat": 41.39, "lng": 2.17}
+    assert await guard_state(core, "mongodb") == (0.0, 0.0)
+
+    outage.mongo.pause()
+    try:
+        # The first SOS waits out MongoDB's timeout reading the trip, then uses the parties
+        # record in Redis; that timeout opens the guard.
+        first = await core.post(f"/api/trips/{trip_id}/sos", json=sos, headers=as_rider)
+        assert first.status_code == 202, first.text
+        opened, refused_before = await guard_state(core, "mongodb")
+        assert opened == 1.0
+        answers = [
+            *[
+                await core.post(f"/api/trips/{trip_id}/sos", json=sos, headers=as_rider)
+                for _ in range(5)
+            ],
+            await core.patch("/api/users/me", json={"name": "Ada"}, headers=as_rider),
+            await move(core, trip_id, "accepted", driver, Role.DRIVER, key="accept-hung"),
+            await core.post("/api/trips", json=TRIP, headers=as_rider),
+        ]
+        statuses = [answer.status_code for answer in answers]
+        _, refused_after = await guard_state(core, "mongodb")
+    finally:
+        outage.mongo.resume()
+
+    # Every SOS accepted and every write queued, none of them sent to the hung database: each
+    # was refused by the guard at once (an SOS twice: the trip, the contact's profile).
+    assert statuses == [202] * 8, [answer.text for answer in answers]
+    assert answers[5].json()["status"] == "pending"
+    queued_trip = answers[7].json()
+    assert queued_trip["status"] == "pending"
+    assert answers[7].headers["location"] == f"/api/trips/{queued_trip['id']}"
+    assert refused_after - refused_before >= 5 * 2 + 3
+    # Recovery needs no request: the guard's own probe closes it.
+    assert await eventually(lambda: closed(core), timeout_s=30)
+
+    async def applied() -> bool | None:
+        profile = await core.get("/api/users/me", headers=as_rider)
+        trip = await core.get(f"/api/trips/{trip_id}", headers=as_rider)
+        stored = await core.get(f"/api/trips/{queued_trip['id']}", headers=as_rider)
+        done = (
+            await outage.redis.xlen(STREAM) == 0
+            and profile.json().get("name") == "Ada"
+            and trip.json().get("status") == "accepted"
+            and stored.status_code == 200
+            and "tripline-stale" not in stored.headers
+        )
+        return done or None
+
+    assert await eventually(applied, timeout_s=30)
+
+
+async def closed(core: httpx.AsyncClient) -> bool | None:
+    return (await guard_state(core, "mongodb"))[0] == 0.0 or None

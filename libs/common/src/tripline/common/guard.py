@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from tripline.common.breaker import BreakerState, CircuitBreaker
 from tripline.common.logs import get_logger
@@ -148,3 +151,29 @@ async def guarding(guard: DependencyGuard) -> AsyncIterator[DependencyGuard]:
         yield guard
     finally:
         await guard.stop()
+
+
+class GuardMetrics(Collector):
+    """Exposes guards for Prometheus: ``tripline_dependency_guard_open`` (1 while a guard
+    refuses calls) and ``tripline_dependency_guard_refusals_total`` (calls answered with the
+    fallback at once), both per ``dependency``."""
+
+    def __init__(self, guards: Iterable[DependencyGuard]) -> None:
+        self._guards = list(guards)
+
+    def collect(self) -> Iterator[Metric]:
+        opened = GaugeMetricFamily(
+            "tripline_dependency_guard_open",
+            "1 while the dependency's guard refuses calls (it did not answer; probing).",
+            labels=["dependency"],
+        )
+        refusals = CounterMetricFamily(
+            "tripline_dependency_guard_refusals",
+            "Calls refused at once by the dependency's guard (served by a fallback).",
+            labels=["dependency"],
+        )
+        for guard in self._guards:
+            opened.add_metric([guard.name], 0.0 if guard.up else 1.0)
+            refusals.add_metric([guard.name], float(guard.refusals))
+        yield opened
+        yield refusals

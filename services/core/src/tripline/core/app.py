@@ -19,7 +19,7 @@ from tripline.common.breaker import BreakerState, CircuitBreaker
 from tripline.common.cache import CacheEvent, TwoLayerCache
 from tripline.common.celery_app import create_celery
 from tripline.common.errors import DependencyUnavailable
-from tripline.common.guard import guarding
+from tripline.common.guard import GuardMetrics, guarding
 from tripline.common.health import Health
 from tripline.common.logs import get_logger
 from tripline.common.mongo import MongoProbe, database, mongo_guard, open_mongo
@@ -84,6 +84,9 @@ def create_app(settings: CoreSettings) -> Starlette:
             health.add("mongodb", MongoProbe(mongo))
             db = database(mongo, settings)
             guard = await stack.enter_async_context(guarding(mongo_guard(mongo, settings)))
+            guards = GuardMetrics([redis.guard, guard])
+            registry.register(guards)
+            stack.callback(registry.unregister, guards)
             caches = {
                 name: TwoLayerCache(
                     redis, namespace=name, local_ttl_s=settings.local_cache_ttl_s, on_event=count

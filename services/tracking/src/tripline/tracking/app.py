@@ -16,6 +16,7 @@ from starlette.routing import WebSocketRoute
 
 from tripline.common.app import run_in_background, service_app
 from tripline.common.auth import TokenVerifier
+from tripline.common.guard import GuardMetrics
 from tripline.common.health import Health
 from tripline.common.mongo import MongoProbe, database, open_mongo
 from tripline.common.mongo_pool import PoolMetrics
@@ -53,6 +54,9 @@ def create_app(settings: TrackingSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             redis = await stack.enter_async_context(open_redis(settings))
+            guards = GuardMetrics([redis.guard])
+            registry.register(guards)
+            stack.callback(registry.unregister, guards)
             mongo = await stack.enter_async_context(open_mongo(settings, pool_metrics))
             http = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=settings.core_timeout_s)

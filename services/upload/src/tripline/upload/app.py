@@ -14,7 +14,7 @@ from tripline.common.auth import TokenVerifier
 from tripline.common.celery_app import create_celery
 from tripline.common.documents import UPLOADS
 from tripline.common.errors import DependencyUnavailable
-from tripline.common.guard import guarding
+from tripline.common.guard import GuardMetrics, guarding
 from tripline.common.health import Health
 from tripline.common.logs import get_logger
 from tripline.common.mongo import MongoProbe, database, mongo_guard, open_mongo
@@ -59,6 +59,9 @@ def create_app(settings: UploadSettings) -> Starlette:
             producer = create_celery(settings, main="tripline.upload")
             stack.callback(producer.close)
             guard = await stack.enter_async_context(guarding(mongo_guard(mongo, settings)))
+            guards = GuardMetrics([redis.guard, guard])
+            registry.register(guards)
+            stack.callback(registry.unregister, guards)
             records = UploadRecords(database(mongo, settings)[UPLOADS], guard=guard)
             try:
                 await records.ensure_indexes()
