@@ -14,7 +14,9 @@ from tripline.gateway.shedding import (
     MAX_LEVEL,
     LoadShedder,
     Priority,
+    Rank,
     SheddingConfig,
+    rank_of,
 )
 
 CONFIG = SheddingConfig(target_s=0.025, interval_s=0.5, sample_interval_s=0.02, max_retry_after_s=5)
@@ -176,6 +178,55 @@ def test_admission_by_level(level: int, admitted: set[Priority]) -> None:
     assert {priority for priority in Priority if shedder.admit(priority)} == admitted
 
 
+@pytest.mark.parametrize(
+    ("level", "admitted"),
+    [
+        (0, set(Rank)),
+        (1, {Rank.CRITICAL, Rank.IN_TRIP, Rank.BROWSING}),
+        (2, {Rank.CRITICAL, Rank.IN_TRIP}),
+    ],
+)
+def test_admission_by_rank_while_the_lag_is_under_the_in_trip_bar(
+    level: int, admitted: set[Rank]
+) -> None:
+    shedder, clock, _ = make()
+    under_bar = 2 * CONFIG.target_s
+    shedder.observe(under_bar)
+    while shedder.level < level:
+        feed(shedder, clock, under_bar, SAMPLE)
+    assert {rank for rank in Rank if shedder.admit_rank(rank)} == admitted
+
+
+def test_trip_parties_are_refused_at_the_top_level_from_the_bar_on() -> None:
+    shedder = shedder_at(MAX_LEVEL)
+    assert CONFIG.in_trip_lag_factor * CONFIG.target_s == HIGH
+    assert {rank for rank in Rank if shedder.admit_rank(rank)} == {Rank.CRITICAL}
+
+
+def test_trip_parties_are_refused_at_the_top_level_once_the_standing_lag_passes_the_bar() -> None:
+    shedder, clock, _ = make()
+    bar = CONFIG.in_trip_lag_factor * CONFIG.target_s
+    shedder.observe(bar * 2)
+    feed(shedder, clock, bar * 2, 2 * INTERVAL + 3 * SAMPLE)
+    assert shedder.level == 2
+    assert not shedder.admit_rank(Rank.IN_TRIP)
+    assert shedder.admit_rank(Rank.CRITICAL)
+    # One quick wake-up within the interval: the loop is not standing that late any more.
+    feed(shedder, clock, bar / 2, SAMPLE)
+    assert shedder.level == 2
+    assert shedder.admit_rank(Rank.IN_TRIP)
+    assert not shedder.admit_rank(Rank.BROWSING)
+
+
+def test_ranks_follow_priority_and_trip_state() -> None:
+    assert [rank_of(Priority.LOW, in_trip=t) for t in (False, True)] == [Rank.LOW] * 2
+    assert rank_of(Priority.NORMAL) is Rank.BROWSING
+    assert rank_of(Priority.NORMAL, in_trip=True) is Rank.IN_TRIP
+    assert [rank_of(Priority.CRITICAL, in_trip=t) for t in (False, True)] == [Rank.CRITICAL] * 2
+    assert sorted(Rank) == [Rank.LOW, Rank.BROWSING, Rank.IN_TRIP, Rank.CRITICAL]
+    assert [rank.label for rank in Rank] == ["low", "browsing", "in_trip", "critical"]
+
+
 def test_priorities_are_the_contract_strings() -> None:
     assert [str(priority) for priority in Priority] == ["critical", "normal", "low"]
 
@@ -213,6 +264,8 @@ def test_retry_after_with_a_maximum_of_one_is_one() -> None:
         {"interval_s": 0.03},
         {"max_retry_after_s": 0},
         {"max_retry_after_s": -3},
+        {"in_trip_lag_factor": 0.5},
+        {"in_trip_lag_factor": math.inf},
     ],
 )
 def test_invalid_config_is_refused(overrides: dict[str, Any]) -> None:
@@ -254,6 +307,11 @@ def replay(shedder: LoadShedder, clock: FakeClock, steps: list[tuple[float, floa
         if not shedder.admit(Priority.NORMAL):
             assert not shedder.admit(Priority.LOW)
         assert 0 <= shedder.level <= MAX_LEVEL
+        # By rank: the priorities' answers, and a higher rank passes wherever a lower one does.
+        assert shedder.admit_rank(Rank.LOW) is shedder.admit(Priority.LOW)
+        assert shedder.admit_rank(Rank.BROWSING) is shedder.admit(Priority.NORMAL)
+        admitted = [shedder.admit_rank(rank) for rank in Rank]
+        assert admitted == sorted(admitted)
 
 
 @given(samples)

@@ -23,6 +23,15 @@ Levels: 0 admits everything, 1 refuses ``LOW``, 2 refuses ``LOW`` and ``NORMAL``
 (SOS, live tracking, ``/health``) is admitted at every level, so low is always refused before
 normal and critical never is.
 
+Ranks refine priorities by who asks (:class:`Rank`, lowest first): ``LOW``; ``BROWSING``, a
+``NORMAL`` request from a user in no active trip; ``IN_TRIP``, a ``NORMAL`` request from a rider
+or driver of a trip that has not ended; ``CRITICAL``. Trip state lifts only ``NORMAL``: analytics
+stay ``LOW`` whoever sends them, and ``CRITICAL`` has nowhere higher to go. This controller
+refuses ``BROWSING`` from level 2 on, as it refuses ``NORMAL``; ``IN_TRIP`` only at level 2 while
+the standing lag (the minimum over the interval) is still ``in_trip_lag_factor`` times the target
+or more: refusing all browsing did not bring the loop back, and a loop that late delays every
+request, critical ones included. The upstream limits (``concurrency``) apply the same ranks.
+
 Parameters (``SheddingConfig``):
 
 - ``target_s`` = 0.025: the standing wait tolerated before shedding. A healthy loop wakes its
@@ -35,6 +44,8 @@ Parameters (``SheddingConfig``):
   an interval must hold at least two, or one late wake-up would count as a standing queue.
 - ``max_retry_after_s`` = 5: a shed request's ``Retry-After`` is a whole number of seconds drawn
   uniformly from 1 to this, so refused clients do not all come back in the same second.
+- ``in_trip_lag_factor`` = 4: at level 2, ``IN_TRIP`` is refused once the standing lag reaches
+  this many targets (100 ms by default), a loop that late no request escapes.
 
 A loop blocked for longer than ``interval_s`` cannot run the sampler at all. The sample that
 finally runs carries the whole stall as its lag and is then the only one in the sliding
@@ -53,7 +64,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Final
 
 
@@ -61,6 +72,30 @@ class Priority(StrEnum):
     CRITICAL = "critical"
     NORMAL = "normal"
     LOW = "low"
+
+
+class Rank(IntEnum):
+    """Who is refused first, lowest first: a priority refined by the sender's trip state."""
+
+    LOW = 0
+    BROWSING = 1
+    IN_TRIP = 2
+    CRITICAL = 3
+
+    @property
+    def label(self) -> str:
+        """The rank's name for metrics and logs: ``low``, ``browsing``, ``in_trip``..."""
+        return self.name.lower()
+
+
+def rank_of(priority: Priority, *, in_trip: bool = False) -> Rank:
+    """The rank of a request of ``priority``; ``in_trip`` (the sender is a party of an active
+    trip) lifts ``NORMAL`` from ``BROWSING`` to ``IN_TRIP`` and changes no other priority."""
+    if priority is Priority.CRITICAL:
+        return Rank.CRITICAL
+    if priority is Priority.LOW:
+        return Rank.LOW
+    return Rank.IN_TRIP if in_trip else Rank.BROWSING
 
 
 MAX_LEVEL: Final = 2
@@ -82,6 +117,7 @@ class SheddingConfig:
     interval_s: float = 0.5
     sample_interval_s: float = 0.02
     max_retry_after_s: int = 5
+    in_trip_lag_factor: float = 4.0
 
     def __post_init__(self) -> None:
         _require_positive_seconds("target_s", self.target_s)
@@ -94,6 +130,11 @@ class SheddingConfig:
             )
         if self.max_retry_after_s < 1:
             raise ValueError(f"max_retry_after_s must be at least 1, got {self.max_retry_after_s}")
+        if not (math.isfinite(self.in_trip_lag_factor) and self.in_trip_lag_factor >= 1):
+            raise ValueError(
+                f"in_trip_lag_factor must be a finite number of at least 1, "
+                f"got {self.in_trip_lag_factor!r}"
+            )
 
 
 DEFAULT_CONFIG: Final = SheddingConfig()
@@ -171,6 +212,19 @@ class LoadShedder:
         NORMAL below level 2, LOW below level 1."""
         refused_from = _REFUSED_FROM_LEVEL.get(priority)
         return refused_from is None or self._level < refused_from
+
+    def admit_rank(self, rank: Rank) -> bool:
+        """Whether a request of ``rank`` is admitted now: as :meth:`admit` for its priority,
+        except that ``IN_TRIP`` passes level 2 while the standing lag stays below
+        ``in_trip_lag_factor`` times the target."""
+        if rank is Rank.CRITICAL:
+            return True
+        if rank is Rank.LOW:
+            return self._level < _REFUSED_FROM_LEVEL[Priority.LOW]
+        if rank is Rank.BROWSING or self._level < MAX_LEVEL:
+            return self._level < _REFUSED_FROM_LEVEL[Priority.NORMAL]
+        standing_lag_s = self._window[0][1] if self._window else 0.0
+        return standing_lag_s < self._config.in_trip_lag_factor * self._config.target_s
 
     def retry_after_s(self) -> int:
         """A Retry-After for a shed request: whole seconds, uniform in 1..max_retry_after_s."""
