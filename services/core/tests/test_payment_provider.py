@@ -50,11 +50,23 @@ async def test_transient_answers_are_pending_and_open_the_breaker(status: int) -
 
 async def test_an_unreachable_provider_is_pending() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectTimeout("no answer", request=request)
+        raise httpx.ConnectError("refused", request=request)
 
     payments, _breaker = provider(handler)
     with pytest.raises(ChargePending, match="unreachable"):
         await payments.charge(RECORD)
+
+
+async def test_a_provider_that_times_out_is_pending_and_a_hang_opens_the_breaker_at_once() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    breaker = CircuitBreaker("payments", failure_threshold=50, open_on_timeout=True)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    payments = PaymentProvider("http://provider/", http=http, breaker=breaker)
+    with pytest.raises(ChargePending, match="in time"):
+        await payments.charge(RECORD)
+    assert breaker.state is BreakerState.OPEN
 
 
 async def test_a_refusal_carries_the_providers_reason_and_keeps_the_breaker_closed() -> None:

@@ -7,9 +7,12 @@ and retrying it would only repeat the refusal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
+
+from tripline.common.breaker import BreakerState, CircuitBreaker
+from tripline.common.settings import ServiceSettings
 
 
 class AnswerKind(StrEnum):
@@ -30,6 +33,34 @@ def classify(status_code: int) -> AnswerKind:
     if is_transient_status(status_code):
         return AnswerKind.TRANSIENT
     return AnswerKind.REFUSED
+
+
+def provider_breaker(
+    name: str,
+    settings: ServiceSettings,
+    *,
+    failures: int,
+    reset_s: float,
+    on_change: Callable[[str, BreakerState, BreakerState], None] | None = None,
+) -> CircuitBreaker:
+    """The breaker in front of one provider; every provider's is made here, with one policy.
+
+    It opens on ``failures`` failures in a row (the plan's 50; ``*_BREAKER_FAILURES``), on a
+    failure rate (``BREAKER_FAILURE_RATE`` of at least ``BREAKER_MIN_CALLS`` calls within
+    ``BREAKER_WINDOW_S``: a provider failing every other call never fails 50 in a row), and, with
+    ``BREAKER_OPEN_ON_TIMEOUT``, on one call that timed out: a hung provider costs one timeout,
+    not one per call. It lets one call through to probe after ``reset_s``.
+    """
+    return CircuitBreaker(
+        name,
+        failure_threshold=failures,
+        reset_timeout_s=reset_s,
+        failure_rate=settings.breaker_failure_rate,
+        min_calls=settings.breaker_min_calls,
+        window_s=settings.breaker_window_s,
+        open_on_timeout=settings.breaker_open_on_timeout,
+        on_change=on_change,
+    )
 
 
 def payment_charge(record: Mapping[str, Any]) -> dict[str, Any]:

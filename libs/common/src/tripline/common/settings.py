@@ -67,6 +67,13 @@ class ServiceSettings(BaseSettings):
     # this often, each probe bounded by the timeout; recovery is noticed within about their sum.
     dependency_probe_interval_s: float = Field(default=0.5, gt=0)
     dependency_probe_timeout_s: float = Field(default=1.0, gt=0)
+    # Every outside provider's breaker (tripline.common.providers.provider_breaker) also opens
+    # when this share of at least BREAKER_MIN_CALLS calls within BREAKER_WINDOW_S failed, and,
+    # with BREAKER_OPEN_ON_TIMEOUT, on the first call that timed out.
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_min_calls: int = Field(default=20, ge=1)
+    breaker_window_s: float = Field(default=30.0, gt=0)
+    breaker_open_on_timeout: bool = True
 
     s3_endpoint_url: str | None = "http://127.0.0.1:9000"
     s3_bucket: str = "tripline-documents"

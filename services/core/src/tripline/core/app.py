@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from tripline.common.app import run_in_background, service_app
 from tripline.common.auth import TokenVerifier
-from tripline.common.breaker import BreakerState, CircuitBreaker
+from tripline.common.breaker import BREAKER_STATE_VALUES, BreakerState
 from tripline.common.cache import CacheEvent, TwoLayerCache
 from tripline.common.celery_app import create_celery
 from tripline.common.errors import DependencyUnavailable
@@ -24,6 +24,7 @@ from tripline.common.health import Health
 from tripline.common.logs import get_logger
 from tripline.common.mongo import MongoProbe, database, mongo_guard, open_mongo
 from tripline.common.mongo_pool import PoolMetrics
+from tripline.common.providers import provider_breaker
 from tripline.common.redis_client import RedisProbe, open_redis
 from tripline.core import analytics, payments, sos, sos_archive, trip_routes, user_routes
 from tripline.core.context import Core
@@ -37,8 +38,6 @@ from tripline.core.stale import StaleCopies
 INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("httpx", "redis", "pymongo", "celery")
 
 log = get_logger(__name__)
-
-BREAKER_STATE_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 
 def create_app(settings: CoreSettings) -> Starlette:
@@ -107,10 +106,11 @@ def create_app(settings: CoreSettings) -> Starlette:
             http = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=settings.payment_timeout_s)
             )
-            breaker = CircuitBreaker(
+            breaker = provider_breaker(
                 "payments",
-                failure_threshold=settings.payment_breaker_failures,
-                reset_timeout_s=settings.payment_breaker_reset_s,
+                settings,
+                failures=settings.payment_breaker_failures,
+                reset_s=settings.payment_breaker_reset_s,
                 on_change=show_breaker,
             )
             breaker_state.labels("payments").set(BREAKER_STATE_VALUES[BreakerState.CLOSED])

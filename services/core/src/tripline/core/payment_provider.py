@@ -72,6 +72,9 @@ class PaymentProvider:
                 json=payment_charge(record),
                 headers={"Idempotency-Key": payment_key(record)},
             )
+        except httpx.TimeoutException as exc:
+            self.breaker.record_timeout()
+            raise ChargePending(f"provider did not answer in time: {exc!r}") from exc
         except httpx.TransportError as exc:
             self.breaker.record_failure()
             raise ChargePending(f"provider unreachable: {exc!r}") from exc

@@ -31,7 +31,8 @@ class CoreSettings(ServiceSettings):
     sos_claim_idle_s: float = Field(default=30.0, gt=0)
 
     # The payment provider (the sandbox locally): each call's bound, and the breaker in front of
-    # it (that many failures in a row open it; it lets one probe through after the reset time).
+    # it (tripline.common.providers.provider_breaker: that many failures in a row, or the
+    # shared failure-rate and timeout rules, open it; one probe goes through after the reset).
     payment_sandbox_url: str = "http://127.0.0.1:8090"
     payment_timeout_s: float = Field(default=3.0, gt=0)
     payment_breaker_failures: int = Field(default=50, ge=1)

@@ -23,10 +23,10 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from redis import Redis
 from redis.exceptions import RedisError
 
-from tripline.common.breaker import CircuitBreaker
 from tripline.common.logs import get_logger
 from tripline.common.mongo import is_unavailable
 from tripline.common.notifications import notification_key
+from tripline.common.providers import provider_breaker
 from tripline.common.queues import Task as TaskName
 from tripline.worker.provider import ProviderClient
 from tripline.worker.retrying import RetryPolicy, TransientFailure, per_process
@@ -157,10 +157,11 @@ def create_notifier(settings: WorkerSettings) -> Notifier:
     provider = ProviderClient(
         settings.notification_sandbox_url.rstrip("/") + "/v1/notifications",
         http=httpx.Client(timeout=settings.notification_timeout_s),
-        breaker=CircuitBreaker(
+        breaker=provider_breaker(
             "notifications",
-            failure_threshold=settings.notification_breaker_failures,
-            reset_timeout_s=settings.notification_breaker_reset_s,
+            settings,
+            failures=settings.notification_breaker_failures,
+            reset_s=settings.notification_breaker_reset_s,
         ),
     )
     return Notifier(

@@ -20,9 +20,8 @@ from celery import Celery, Task
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
-from tripline.common.breaker import CircuitBreaker
 from tripline.common.logs import get_logger
-from tripline.common.providers import payment_charge, payment_key
+from tripline.common.providers import payment_charge, payment_key, provider_breaker
 from tripline.common.queues import Task as TaskName
 from tripline.worker.provider import ProviderClient
 from tripline.worker.retrying import (
@@ -114,10 +113,11 @@ def create_confirmer(settings: WorkerSettings) -> Confirmer:
     provider = ProviderClient(
         settings.payment_sandbox_url.rstrip("/") + "/v1/payments",
         http=httpx.Client(timeout=settings.payment_timeout_s),
-        breaker=CircuitBreaker(
+        breaker=provider_breaker(
             "payments",
-            failure_threshold=settings.payment_breaker_failures,
-            reset_timeout_s=settings.payment_breaker_reset_s,
+            settings,
+            failures=settings.payment_breaker_failures,
+            reset_s=settings.payment_breaker_reset_s,
         ),
     )
     return Confirmer(payments=mongo[settings.mongo_db][PAYMENTS], provider=provider)

@@ -31,6 +31,9 @@ class ProviderClient:
             response = self._http.post(
                 self._url, json=body, headers={"Idempotency-Key": idempotency_key}
             )
+        except httpx.TimeoutException as exc:
+            self._breaker.record_timeout()
+            raise TransientFailure(f"provider did not answer in time: {exc!r}") from exc
         except httpx.TransportError as exc:
             self._breaker.record_failure()
             raise TransientFailure(f"provider unreachable: {exc!r}") from exc
