@@ -1,7 +1,9 @@
 """The S3 client (boto3) and the few calls every service needs, run off the event loop.
 
 boto3 is synchronous; each call goes through :func:`asyncio.to_thread` so a slow S3 never blocks
-the loop. Client errors are translated into :class:`S3Unavailable` here, at the boundary.
+the loop. Client errors are translated into :class:`S3Unavailable` here, at the boundary. The
+bucket of :func:`open_bucket` has a guard (:mod:`tripline.common.guard`): once S3 did not answer
+a request-path call, such calls are refused at once until a background ``HeadBucket`` succeeds.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tripline.common.errors import DependencyUnavailable
+from tripline.common.guard import DependencyGuard, guarding
 from tripline.common.settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -55,10 +58,18 @@ def create_s3(settings: ServiceSettings) -> S3Client:
 class Bucket:
     """One bucket and the async operations the services use on it."""
 
-    def __init__(self, client: S3Client, name: str, *, create_if_missing: bool = False) -> None:
+    def __init__(
+        self,
+        client: S3Client,
+        name: str,
+        *,
+        create_if_missing: bool = False,
+        guard: DependencyGuard | None = None,
+    ) -> None:
         self.client = client
         self.name = name
         self._create_if_missing = create_if_missing
+        self.guard = guard
 
     async def ensure(self) -> None:
         """Check the bucket answers; create it when missing and allowed (local stand-in).
@@ -119,7 +130,16 @@ class Bucket:
         return post
 
     async def head(self, key: str) -> dict[str, Any] | None:
-        """Return the object's metadata, or ``None`` when there is no such object."""
+        """Return the object's metadata, or ``None`` when there is no such object.
+
+        Raises :class:`S3Unavailable` when S3 does not answer, at once while the guard is open.
+        """
+        if self.guard is None:
+            return await self._head(key)
+        with self.guard.call():
+            return await self._head(key)
+
+    async def _head(self, key: str) -> dict[str, Any] | None:
         try:
             head = await asyncio.to_thread(self.client.head_object, Bucket=self.name, Key=key)
         except ClientError as exc:
@@ -134,10 +154,20 @@ class Bucket:
 
 @asynccontextmanager
 async def open_bucket(settings: ServiceSettings) -> AsyncIterator[Bucket]:
-    """The configured bucket on a fresh client, closed on exit; no I/O on entry."""
+    """The configured bucket on a fresh client, guarded, closed on exit; no I/O on entry."""
     client = create_s3(settings)
+    bucket = Bucket(client, settings.s3_bucket, create_if_missing=settings.s3_create_bucket)
+    bucket.guard = DependencyGuard(
+        "s3",
+        probe=bucket.ensure,
+        is_outage=lambda exc: isinstance(exc, S3Unavailable),
+        refusal=lambda: S3Unavailable("S3 is not answering; probed in the background"),
+        probe_interval_s=settings.dependency_probe_interval_s,
+        probe_timeout_s=settings.dependency_probe_timeout_s,
+    )
     try:
-        yield Bucket(client, settings.s3_bucket, create_if_missing=settings.s3_create_bucket)
+        async with guarding(bucket.guard):
+            yield bucket
     finally:
         client.close()
 

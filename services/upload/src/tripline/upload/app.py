@@ -59,7 +59,7 @@ def create_app(settings: UploadSettings) -> Starlette:
             producer = create_celery(settings, main="tripline.upload")
             stack.callback(producer.close)
             guard = await stack.enter_async_context(guarding(mongo_guard(mongo, settings)))
-            guards = GuardMetrics([redis.guard, guard])
+            guards = GuardMetrics([redis.guard, guard, *([bucket.guard] if bucket.guard else [])])
             registry.register(guards)
             stack.callback(registry.unregister, guards)
             records = UploadRecords(database(mongo, settings)[UPLOADS], guard=guard)
