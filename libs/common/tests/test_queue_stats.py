@@ -11,14 +11,21 @@ from kombu.transport.redis import PRIORITY_STEPS, Channel
 
 from tripline.common.queue_stats import (
     BUCKET_S,
+    HEARTBEAT_INTERVAL_S,
+    HEARTBEAT_TTL_S,
     SENT_AT_HEADER,
+    QueueConsumers,
     TaskEvent,
     WorkerInfo,
     bucket_key,
     bucket_of,
+    busy_key,
+    consumers_by_queue,
     count_by_queue,
     in_flight_queue,
+    live_workers,
     queue_keys,
+    seconds_per_task,
     sent_at,
     total_key,
     worker_info_key,
@@ -61,6 +68,7 @@ def test_keys_name_the_queue_the_event_and_the_bucket_or_total() -> None:
     assert total_key(Queue.PAYMENTS, TaskEvent.RETRIED) == "stats:payments:retried:total"
     assert total_key("payments", TaskEvent.PROCESSED) == "stats:payments:processed:total"
     assert worker_info_key("worker@a") == "workers:info:worker@a"
+    assert busy_key(Queue.DOCUMENTS, 17) == "stats:documents:busy_ms:17"
 
 
 def test_a_queue_has_one_list_per_priority_level_the_first_named_after_it() -> None:
@@ -168,3 +176,51 @@ def test_worker_info_whose_queues_are_one_string_is_not_what_a_worker_writes() -
     # A worker writes a list of queue names; a bare string must not read as one queue per letter.
     raw = json.dumps({"queues": "documents", "pool": "threads", "concurrency": 4})
     assert WorkerInfo.from_json("worker@a", raw) is None
+
+
+def test_a_live_worker_survives_late_beats_and_a_dead_one_is_gone_within_two_looks() -> None:
+    # Three beats in a row may be late before a live worker's key expires...
+    assert HEARTBEAT_TTL_S >= 4 * HEARTBEAT_INTERVAL_S
+    # ...and a dead one's key is gone before the monitor's second look (2 s apart by default).
+    assert HEARTBEAT_TTL_S <= 2.0
+
+
+def test_live_workers_are_those_whose_info_was_still_there() -> None:
+    documents = WorkerInfo("worker@d", ("documents",), "threads", 10)
+    general = WorkerInfo("worker@g", ("system", "payments"), "prefork", 2)
+    nodes = ["worker@d", "worker@expired", "worker@g", "worker@garbled"]
+    raw = [documents.to_json(), None, general.to_json().encode(), "not json"]
+    assert live_workers(nodes, raw) == [documents, general]
+    assert live_workers([], []) == []
+
+
+def test_each_asked_queue_counts_its_live_consumers_and_their_concurrency() -> None:
+    workers = [
+        WorkerInfo("worker@d1", ("documents",), "threads", 10),
+        WorkerInfo("worker@d2", ("documents", "notifications"), "threads", 4),
+        # A queue named twice is consumed once.
+        WorkerInfo("worker@g", ("system", "system", "celery"), "prefork", 2),
+    ]
+    assert consumers_by_queue(workers, ["documents", "notifications", "system", "payments"]) == {
+        "documents": QueueConsumers(workers=2, slots=14),
+        "notifications": QueueConsumers(workers=1, slots=4),
+        "system": QueueConsumers(workers=1, slots=2),
+        "payments": QueueConsumers(workers=0, slots=0),
+    }
+    assert consumers_by_queue([], ["documents"]) == {"documents": QueueConsumers(0, 0)}
+
+
+@pytest.mark.parametrize(
+    ("busy", "runs", "seconds"),
+    [
+        (["3000", None, b"1000"], ["2", "1", None, b"1"], 1.0),
+        ([500], [1], 0.5),
+        ([None, None], [None], None),
+        (["4000"], [None, "0"], None),  # time without runs: nothing to divide
+        ([None], ["3"], None),  # runs without time (a worker that times nothing): unknown
+    ],
+)
+def test_the_time_per_task_is_busy_time_over_runs(
+    busy: list[object], runs: list[object], seconds: float | None
+) -> None:
+    assert seconds_per_task(busy, runs) == seconds

@@ -11,28 +11,34 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from tripline.common.celery_app import create_celery
 from tripline.common.health import CheckResult, Health, ready_endpoint
-from tripline.common.settings import ServiceSettings
-from tripline.devstack.fakes import StepClock
+from tripline.common.queue_stats import QueueConsumers, WorkerInfo
+from tripline.devstack.fakes import FakeClock, StepClock
 from tripline.devstack.harness import Server, scaled, serve_app
 from tripline.devstack.ports import free_port
 from tripline.monitor.checks import (
+    ConsumerCheck,
     DependencyBook,
-    NoWorkerAnswered,
+    QueuesUnconsumed,
     ReplicaHealth,
     ReplicaProber,
     ReplicaState,
-    WorkerPing,
     build_report,
+    queues_detail,
+    queues_state,
     replica_from_answer,
 )
+from tripline.monitor.queues import ALL_QUEUES, Consumers, QueueReader, QueueState, QueueStatus
 from tripline.monitor.targets import Target
+from tripline.worker.stats import Heartbeat
 
 NOW = 1_700_000_000.0
 DEPENDENCIES = ("mongodb", "redis", "s3", "queues")
@@ -401,16 +407,111 @@ async def test_the_latency_is_measured_on_the_injected_clock(
     assert health.latency_ms == 250.0
 
 
-@pytest.mark.integration
-async def test_no_worker_answering_the_ping_is_an_error_within_the_timeout(
-    fresh_redis: Server,
+def consumers(**workers: int) -> Consumers:
+    return Consumers(
+        sum(workers.values()), {name: QueueConsumers(n, 2 * n) for name, n in workers.items()}
+    )
+
+
+@pytest.mark.parametrize(
+    ("seen", "state"),
+    [
+        (consumers(documents=1, notifications=2, payments=1, system=1), "ok"),
+        (consumers(documents=0, notifications=1, payments=1, system=1), "degraded"),
+        (consumers(documents=0, notifications=0, payments=0, system=0), "down"),
+        (None, "down"),
+    ],
+)
+def test_the_queues_are_ok_when_each_has_a_consumer_degraded_when_some_has_none(
+    seen: Consumers | None, state: str
 ) -> None:
-    app = create_celery(ServiceSettings(redis_url=f"redis://127.0.0.1:{fresh_redis.port}/0"))
-    timeout_s = scaled(0.5)
-    started = asyncio.get_running_loop().time()
+    assert queues_state(seen) == state
+
+
+def test_the_queues_detail_names_each_queue_s_consumers_and_the_total_depth() -> None:
+    seen = consumers(documents=0, notifications=2)
+    status = QueueStatus(
+        NOW,
+        tuple(
+            QueueState(name, depth, 0, 0.0, 0, 0, 0, 0, None, 0)
+            for name, depth in (("documents", 4), ("notifications", 1))
+        ),
+        (),
+        0,
+    )
+    assert queues_detail(seen, status) == {
+        "workers": 2,
+        "consumers": {"documents": 0, "notifications": 2},
+        "unconsumed": ["documents"],
+        "depth": 5,
+    }
+    assert queues_detail(None, status) == {"depth": 5}
+    assert queues_detail(None, None) == {}
+
+
+def test_a_degraded_dependency_shows_as_degraded_until_its_next_check() -> None:
+    book = checked(queues=False)
+    book.records["queues"].degraded = True
+    assert book.records["queues"].as_dict()["state"] == "degraded"
+    assert book.answered()["queues"] is False
+    assert (
+        build_report(book, [replica("core", "http://core-1:80")], NOW).summary()["dependencies"][
+            "queues"
+        ]
+        == "degraded"
+    )
+    book.update([CheckResult("queues", False, False, 1.0, "redis refused")], NOW + 2)
+    assert book.records["queues"].as_dict()["state"] == "down"
+
+
+@pytest.fixture
+async def async_redis(fresh_redis: Server) -> AsyncIterator[AsyncRedis]:
+    client = AsyncRedis.from_url(f"redis://127.0.0.1:{fresh_redis.port}/0", socket_timeout=1)
     try:
-        with pytest.raises(NoWorkerAnswered, match="no worker answered a ping"):
-            await WorkerPing(app, timeout_s)()
+        yield client
     finally:
-        app.close()
-    assert asyncio.get_running_loop().time() - started < timeout_s + scaled(5)
+        await client.aclose()
+
+
+@pytest.mark.integration
+async def test_the_queue_check_fails_naming_each_queue_without_a_live_consumer(
+    fresh_redis: Server, async_redis: AsyncRedis
+) -> None:
+    redis = Redis.from_url(f"redis://127.0.0.1:{fresh_redis.port}/0", socket_timeout=1)
+    check = ConsumerCheck(QueueReader(async_redis, clock=FakeClock(NOW)))
+    try:
+        with pytest.raises(QueuesUnconsumed, match="documents, notifications, payments"):
+            await check()
+        assert check.latest is not None
+        assert check.latest.workers == 0
+
+        general = WorkerInfo("worker@g", ("system", "notifications", "payments"), "prefork", 2)
+        Heartbeat(redis, general, clock=FakeClock(NOW)).beat()
+        documents = WorkerInfo("worker@d", ("documents",), "threads", 10)
+        Heartbeat(redis, documents, clock=FakeClock(NOW - 5)).beat()
+        await check()
+        assert check.latest is not None
+        assert check.latest.unconsumed() == []
+        assert check.latest.queues["documents"] == QueueConsumers(1, 10)
+
+        # SIGKILLed: no goodbye, its key just runs out (here, at once).
+        redis.pexpire("workers:info:worker@d", 1)
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueuesUnconsumed, match=r"no live consumer for documents$"):
+            await check()
+        assert check.latest is not None
+        assert check.latest.queues["notifications"] == QueueConsumers(1, 2)
+        assert set(check.latest.queues) == set(ALL_QUEUES)
+    finally:
+        redis.close()
+
+
+@pytest.mark.integration
+async def test_the_queue_check_without_redis_raises_and_keeps_no_reading(
+    fresh_redis: Server, async_redis: AsyncRedis
+) -> None:
+    check = ConsumerCheck(QueueReader(async_redis, clock=FakeClock(NOW)))
+    fresh_redis.stop()
+    with pytest.raises(RedisError):
+        await check()
+    assert check.latest is None

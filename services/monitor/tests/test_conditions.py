@@ -235,6 +235,16 @@ def test_a_dependency_is_down_when_its_latest_check_failed_and_unchecked_ones_sa
     assert {r.subject for r in readings if r.rule == "dependency_down"} == {"mongodb", "redis"}
 
 
+def test_queues_some_of_which_nobody_consumes_are_degraded_not_unanswering() -> None:
+    book = DependencyBook(["queues"])
+    error = "QueuesUnconsumed: no live consumer for documents"
+    book.update([CheckResult("queues", False, False, 1.0, error)], NOW)
+    book.records["queues"].degraded = True
+    reading = one(health(build_report(book, [], NOW)), "dependency_down", "queues")
+    assert (reading.active, reading.value) == (True, 1.0)
+    assert reading.summary == f"queues is degraded: {error}"
+
+
 def test_a_service_is_unready_while_any_replica_is_critical_when_none_is_ready() -> None:
     readings = list(
         health(

@@ -20,7 +20,9 @@ from redis.exceptions import RedisError
 from tripline.common.celery_app import create_celery, enqueue
 from tripline.common.queue_stats import (
     BUCKET_S,
+    NODE_LOOKBACK_S,
     SENT_AT_HEADER,
+    QueueConsumers,
     TaskEvent,
     WorkerInfo,
     bucket_of,
@@ -222,21 +224,23 @@ async def test_a_message_stamped_ahead_of_the_clock_has_waited_no_time(
 
 
 @pytest.mark.integration
-async def test_workers_are_the_fresh_heartbeats_consuming_each_queue(
+async def test_workers_are_the_live_heartbeat_keys_consuming_each_queue(
     redis: Redis, async_redis: AsyncRedis
 ) -> None:
     def beat(node: str, queues: tuple[str, ...], at: float) -> None:
         Heartbeat(redis, WorkerInfo(node, queues, "prefork", 2), clock=FakeClock(at)).beat()
 
     beat("worker@documents", ("documents",), NOW)
+    # Its host's clock is 20 s behind: liveness is its key's TTL, on Redis's clock.
     beat("worker@all", ("documents", "system", "notifications"), NOW - 20)
-    # Its info is still in Redis, but it has not beaten for longer than the stale limit.
-    beat("worker@stale", ("payments", "documents"), NOW - 31)
-    # Beating, but its info is gone: nothing says what it consumes.
-    beat("worker@no-info", ("system",), NOW)
-    redis.delete(worker_info_key("worker@no-info"))
+    # SIGKILLed: it said no goodbye, its key ran out.
+    beat("worker@killed", ("payments", "documents"), NOW)
+    redis.delete(worker_info_key("worker@killed"))
+    # Its key somehow still there, but it has not beaten for longer than the node lookback.
+    beat("worker@forgotten", ("payments",), NOW - NODE_LOOKBACK_S - 1)
 
-    queues = by_name(await QueueReader(async_redis, clock=FakeClock(NOW)).read())
+    reader = QueueReader(async_redis, clock=FakeClock(NOW))
+    queues = by_name(await reader.read())
 
     assert {name: queue.workers for name, queue in queues.items()} == {
         "documents": 2,
@@ -244,6 +248,10 @@ async def test_workers_are_the_fresh_heartbeats_consuming_each_queue(
         "notifications": 1,
         "payments": 0,
     }
+    consumers = await reader.consumers()
+    assert consumers.workers == 2
+    assert consumers.queues["documents"] == QueueConsumers(workers=2, slots=4)
+    assert consumers.unconsumed() == ["payments"]
 
 
 @pytest.mark.integration

@@ -16,8 +16,8 @@ from tripline.common.health import Health
 from tripline.common.queue_stats import WorkerInfo
 from tripline.devstack.fakes import FakeClock
 from tripline.devstack.harness import Server, scaled
-from tripline.monitor.checks import ReplicaProber
-from tripline.monitor.queues import QueueReader, QueueStatus
+from tripline.monitor.checks import ConsumerCheck, ReplicaProber
+from tripline.monitor.queues import ALL_QUEUES, QueueReader, QueueStatus
 from tripline.monitor.watch import Watch
 from tripline.worker.stats import Heartbeat
 
@@ -77,12 +77,15 @@ class Looks:
 
         self.health.add("redis", ping)
         self.reader = CountingReader(redis, clock=FakeClock(NOW))
+        consumers = ConsumerCheck(QueueReader(redis, clock=FakeClock(NOW)))
+        self.health.add("queues", consumers, required=False)
         self.watch = Watch(
             self.health,
             ReplicaProber(http, [], timeout_s=scaled(1)),
             self.reader,
             read_timeout_s=read_timeout_s,
             on_queues=self.heard.append,
+            consumers=consumers,
             clock=FakeClock(NOW),
         )
 
@@ -213,22 +216,41 @@ async def test_queues_are_read_again_once_redis_answers_the_health_look(
     assert looks.heard == [looks.heard[0], look.status]
 
 
-async def test_the_health_look_reports_the_queues_from_the_latest_status(
+async def test_the_health_look_reports_each_queue_s_consumers_and_the_latest_depth(
     redis: Redis, async_redis: AsyncRedis, http: httpx.AsyncClient
 ) -> None:
     looks = Looks(async_redis, http, read_timeout_s=scaled(5))
     report = await looks.watch.look_at_health()
-    assert report.dependencies["queues"]["detail"] == {}
+    queues = report.dependencies["queues"]
+    # No worker at all: nothing moves.
+    assert queues["state"] == "down"
+    assert queues["last_error"] == "QueuesUnconsumed: no live consumer for " + ", ".join(ALL_QUEUES)
+    assert report.status == "degraded"
 
     waiting(redis, "documents", 2)
     waiting(redis, "notifications", 3)
-    for node, queues in (("worker@a", ("documents",)), ("worker@b", ("documents", "system"))):
-        info = WorkerInfo(node, queues, "threads", 2)
+    for node, consumed in (("worker@a", ("documents",)), ("worker@b", ("documents", "system"))):
+        info = WorkerInfo(node, consumed, "threads", 2)
         Heartbeat(redis, info, clock=FakeClock(NOW)).beat()
     await looks.watch.look_at_queues()
     report = await looks.watch.look_at_health()
 
-    assert report.dependencies["queues"]["detail"] == {"depth": 5, "workers": 2}
+    assert report.dependencies["queues"]["state"] == "degraded"
+    assert report.dependencies["queues"]["detail"] == {
+        "workers": 2,
+        "consumers": {"system": 1, "documents": 2, "notifications": 0, "payments": 0},
+        "unconsumed": ["notifications", "payments"],
+        "depth": 5,
+    }
+    assert report.summary()["dependencies"]["queues"] == "degraded"
+    assert report.status == "degraded"
     assert report.dependencies["redis"]["state"] == "ok"
     assert report.checked_at == NOW
     assert looks.watch.report is report
+
+    rest = WorkerInfo("worker@c", ("notifications", "payments"), "prefork", 2)
+    Heartbeat(redis, rest, clock=FakeClock(NOW)).beat()
+    report = await looks.watch.look_at_health()
+    assert report.dependencies["queues"]["state"] == "ok"
+    assert report.dependencies["queues"]["detail"]["unconsumed"] == []
+    assert report.status == "ok"

@@ -7,12 +7,12 @@ import httpx
 import pytest
 from redis import Redis
 
-from tripline.common.queue_stats import HEARTBEAT_STALE_S, WorkerInfo
+from tripline.common.queue_stats import HEARTBEAT_TTL_S, WorkerInfo
 from tripline.devstack.harness import Server, python_process, scaled
 from tripline.devstack.ports import free_port
 from tripline.devstack.probes import http_ok
 from tripline.devstack.testing import fresh
-from tripline.worker.health import HealthServer, HeartbeatState, answer
+from tripline.worker.health import READY_WITHIN_S, HealthServer, HeartbeatState, answer
 from tripline.worker.settings import WorkerSettings
 from tripline.worker.stats import Heartbeat
 
@@ -36,15 +36,25 @@ def test_liveness_never_depends_on_redis() -> None:
 
 
 def test_ready_while_a_beat_reached_redis_recently() -> None:
-    assert answer("/health/ready", state(), now=100 + HEARTBEAT_STALE_S - 1) == (
+    assert answer("/health/ready", state(), now=100 + READY_WITHIN_S - 1) == (
         200,
         {"status": "ready"},
     )
-    status, body = answer("/health/ready", state(), now=100 + HEARTBEAT_STALE_S) or (0, {})
+    status, body = answer("/health/ready", state(), now=100 + READY_WITHIN_S) or (0, {})
     assert (status, body["status"]) == (503, "unready")
     assert answer("/health/ready", state(last_ok_at=None), now=100) == (
         503,
         {"status": "unready", "error": "no heartbeat reached Redis"},
+    )
+
+
+def test_readiness_outlasts_a_few_late_beats_that_end_the_consumer_key() -> None:
+    # The monitor stops counting the worker as a consumer after HEARTBEAT_TTL_S; rollouts
+    # must not stall on that, so readiness waits much longer.
+    assert READY_WITHIN_S >= 10 * HEARTBEAT_TTL_S
+    assert answer("/health/ready", state(), now=100 + 3 * HEARTBEAT_TTL_S) == (
+        200,
+        {"status": "ready"},
     )
 
 
@@ -75,7 +85,7 @@ def test_a_beat_that_cannot_reach_redis_makes_the_worker_unready(fresh_redis: Se
     assert heartbeat.state.last_ok_at == 1000.0
 
     fresh_redis.stop()
-    clock[0] += HEARTBEAT_STALE_S
+    clock[0] += READY_WITHIN_S
     heartbeat.beat()
     heartbeat.state.running = True
     status, body = answer("/health/ready", heartbeat.state, now=clock[0]) or (0, {})

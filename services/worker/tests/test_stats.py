@@ -10,24 +10,25 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from celery.signals import task_postrun, worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 from redis import Redis
 from structlog.testing import capture_logs
 
 from tripline.common.queue_stats import (
     BUCKET_TTL_S,
     GAVE_UP,
-    HEARTBEAT_STALE_S,
+    HEARTBEAT_TTL_S,
     WORKERS_SEEN,
     TaskEvent,
     WorkerInfo,
     bucket_key,
     bucket_of,
+    busy_key,
     total_key,
     worker_info_key,
 )
 from tripline.common.queues import Task as TaskName
-from tripline.devstack.fakes import FakeClock
+from tripline.devstack.fakes import FakeClock, StepClock
 from tripline.devstack.harness import Server, scaled
 from tripline.worker import documents, notifications, payments
 from tripline.worker.settings import WorkerSettings
@@ -35,6 +36,7 @@ from tripline.worker.stats import (
     FORGET_AFTER_S,
     Heartbeat,
     StatsRecorder,
+    busy_ms,
     event_for,
     queue_of,
     register_stats,
@@ -170,8 +172,9 @@ def test_a_beat_records_the_node_its_info_and_forgets_nodes_gone_an_hour(redis: 
     raw = redis.get(worker_info_key("worker@a"))
     assert raw is not None
     assert WorkerInfo.from_json("worker@a", raw) == INFO
-    # The info outlives a beat only as long as the node counts as online.
-    assert 0 < redis.ttl(worker_info_key("worker@a")) <= HEARTBEAT_STALE_S
+    # The info is the node's liveness: it lives HEARTBEAT_TTL_S after each beat, no longer.
+    assert redis.pttl(worker_info_key("worker@a")) > HEARTBEAT_TTL_S * 1000 - 500
+    assert redis.pttl(worker_info_key("worker@a")) <= HEARTBEAT_TTL_S * 1000
 
 
 @pytest.mark.integration
@@ -191,13 +194,20 @@ def test_the_heartbeat_beats_until_stopped_then_says_goodbye(redis: Redis) -> No
 
 
 @pytest.mark.integration
-def test_a_heartbeat_without_redis_logs_and_keeps_going(fresh_redis: Server, redis: Redis) -> None:
+def test_a_heartbeat_without_redis_logs_the_loss_once_and_the_return(
+    fresh_redis: Server, redis: Redis
+) -> None:
     fresh_redis.stop()
     heartbeat = Heartbeat(redis, INFO, clock=FakeClock(NOW))
     with capture_logs() as logs:
         heartbeat.beat()
         heartbeat.beat()
-    assert [entry["event"] for entry in logs] == ["heartbeat lost", "heartbeat lost"]
+        fresh_redis.start()
+        heartbeat.beat()
+        heartbeat.beat()
+    assert [entry["event"] for entry in logs] == ["heartbeat lost", "heartbeat back"]
+    assert heartbeat.state.last_ok_at == NOW
+    assert redis.get(worker_info_key("worker@a")) is not None
 
 
 @pytest.mark.integration
@@ -216,13 +226,15 @@ def test_a_registered_app_counts_its_tasks_outcomes_on_their_queues(
     def send() -> None:
         raise RuntimeError("the provider broke")
 
-    register_stats(app, settings, ("documents", "notifications"))
+    # Every run takes exactly half a second on this timer.
+    register_stats(app, settings, ("documents", "notifications"), timer=StepClock(0.5))
     try:
         process.apply(args=("verified",))
         process.apply(args=("verified",))
         process.apply(args=(GAVE_UP,))
         send.apply()
     finally:
+        task_prerun.disconnect(dispatch_uid=f"tripline-start-{id(app)}")
         task_postrun.disconnect(dispatch_uid=f"tripline-stats-{id(app)}")
         worker_ready.disconnect(dispatch_uid=f"tripline-ready-{id(app)}")
         worker_shutdown.disconnect(dispatch_uid=f"tripline-down-{id(app)}")
@@ -231,3 +243,35 @@ def test_a_registered_app_counts_its_tasks_outcomes_on_their_queues(
     assert number(redis.get(total_key("documents", TaskEvent.FAILED))) == 1
     assert number(redis.get(total_key("notifications", TaskEvent.FAILED))) == 1
     assert redis.get(total_key("notifications", TaskEvent.PROCESSED)) is None
+
+    now = bucket_of(time.time())
+
+    def busy(queue: str) -> int:
+        # The runs may straddle two buckets.
+        return sum(number(redis.get(busy_key(queue, bucket))) or 0 for bucket in (now - 1, now))
+
+    assert busy("documents") == 3 * 500
+    assert busy("notifications") == 500
+
+
+@pytest.mark.parametrize(
+    ("seconds", "milliseconds"), [(0.25, 250), (1.0001, 1001), (0.0, 1), (0.00001, 1)]
+)
+def test_a_run_is_busy_for_its_time_in_whole_milliseconds_at_least_one(
+    seconds: float, milliseconds: int
+) -> None:
+    assert busy_ms(seconds) == milliseconds
+
+
+@pytest.mark.integration
+def test_a_run_s_time_adds_up_in_its_bucket_beside_its_outcome(redis: Redis) -> None:
+    clock = FakeClock(NOW)
+    recorder = StatsRecorder(redis, clock=clock)
+    recorder.record("documents", TaskEvent.PROCESSED, 0.25)
+    recorder.record("documents", TaskEvent.RETRIED, 1.5)
+    recorder.record("documents", TaskEvent.PROCESSED)  # not timed: counted, adds no time
+
+    key = busy_key("documents", bucket_of(NOW))
+    assert number(redis.get(key)) == 1750
+    assert BUCKET_TTL_S - 60 < redis.ttl(key) <= BUCKET_TTL_S
+    assert number(redis.get(bucket_key("documents", TaskEvent.PROCESSED, bucket_of(NOW)))) == 2

@@ -15,7 +15,6 @@ from starlette.applications import Starlette
 
 from tripline.common.app import run_in_background, service_app
 from tripline.common.auth import TokenVerifier
-from tripline.common.celery_app import create_celery
 from tripline.common.health import Health
 from tripline.common.http_client import create_http_client
 from tripline.common.mongo import MongoProbe, open_mongo
@@ -23,7 +22,7 @@ from tripline.common.mongo_pool import PoolMetrics
 from tripline.common.redis_client import RedisProbe, open_redis
 from tripline.common.s3 import BucketProbe, open_bucket
 from tripline.monitor.alerting import AlertEngine
-from tripline.monitor.checks import ReplicaProber, WorkerPing
+from tripline.monitor.checks import ConsumerCheck, ReplicaProber
 from tripline.monitor.evaluation import Evaluator
 from tripline.monitor.gauges import MonitorGauges
 from tripline.monitor.page import ops_routes
@@ -36,7 +35,7 @@ from tripline.monitor.watch import Watch
 from tripline.monitor.webhook import AlertNotifier
 
 # Client libraries this service uses; only these are traced (and imported) at start-up.
-INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("redis", "pymongo", "botocore", "celery", "httpx")
+INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("redis", "pymongo", "botocore", "httpx")
 
 
 def create_app(settings: MonitorSettings) -> Starlette:
@@ -59,21 +58,20 @@ def create_app(settings: MonitorSettings) -> Starlette:
                     read_timeout_s=settings.scrape_timeout_s,
                 )
             )
-            celery = create_celery(settings, main="tripline.monitor")
-            stack.callback(celery.close)
+            reader = QueueReader(redis)
+            consumers = ConsumerCheck(reader)
             # Every dependency is optional here: the monitor reports them, it does not need them.
             health.add("redis", RedisProbe(redis), required=False)
             health.add("mongodb", MongoProbe(mongo), required=False)
             health.add("s3", BucketProbe(bucket), required=False)
-            health.add(
-                "queues", WorkerPing(celery, settings.health_check_timeout_s * 0.8), required=False
-            )
+            health.add("queues", consumers, required=False)
             watch = Watch(
                 health,
                 ReplicaProber(http, targets, timeout_s=settings.health_check_timeout_s),
-                QueueReader(redis),
+                reader,
                 read_timeout_s=settings.health_check_timeout_s,
                 on_queues=gauges.show_queues,
+                consumers=consumers,
             )
             store = MetricsStore(settings.metrics_history_s, targets)
             engine = AlertEngine(repeat_s=settings.alert_repeat_s, for_s=settings.alert_for_s)

@@ -3,6 +3,13 @@
 Dependencies are checked with the common :class:`~tripline.common.health.Health` (concurrent,
 each bounded by the check timeout, a hung one never stacked up); this module remembers when
 each last answered and what its last error was, and asks every replica for its readiness.
+
+The queues are checked per queue: each needs at least one live consumer, a worker whose
+heartbeat key has not expired (:mod:`tripline.common.queue_stats`). Reading that is two Redis
+round trips per look, and a SIGKILLed worker's key is gone within ``HEARTBEAT_TTL_S`` (2 s), so
+the look after that reports it: within two health intervals at the default 2 s. A broadcast
+ping (what this replaced) passed when any one worker answered, and ``inspect()`` would cost
+every worker a reply and every look the whole reply timeout.
 """
 
 from __future__ import annotations
@@ -14,51 +21,92 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-from celery import Celery
 
 from tripline.common.health import CheckResult
 from tripline.common.platform import Status, platform_status, service_status
+from tripline.monitor.queues import Consumers, QueueReader, QueueStatus
 from tripline.monitor.targets import Target, by_service
 
 ReplicaState = Literal["ready", "unready", "draining", "unreachable"]
 
 
-class NoWorkerAnswered(Exception):
-    """No Celery worker answered a ping within the timeout."""
+class QueuesUnconsumed(Exception):
+    """At least one queue has no live consumer."""
 
 
-class WorkerPing:
-    """The queues' probe: at least one Celery worker answers a broadcast ping.
+class ConsumerCheck:
+    """The queues' probe: every queue has at least one live consumer.
 
-    Celery's control API is blocking, so the ping runs in a thread; it returns as soon as one
-    worker replies (``limit=1``), or raises after ``timeout_s``.
+    Raises :class:`QueuesUnconsumed` naming the queues nobody consumes, or the Redis error when
+    the heartbeats cannot be read. ``latest`` is what the latest call read (None while a call
+    runs or after one that could not read), for the report's detail.
     """
 
-    def __init__(self, app: Celery, timeout_s: float) -> None:
-        self._app = app
-        self._timeout_s = timeout_s
+    def __init__(self, reader: QueueReader) -> None:
+        self._reader = reader
+        self.latest: Consumers | None = None
 
     async def __call__(self) -> None:
-        replies = await asyncio.to_thread(self._app.control.ping, timeout=self._timeout_s, limit=1)
-        if not replies:
-            raise NoWorkerAnswered(f"no worker answered a ping within {self._timeout_s:g}s")
+        self.latest = None
+        consumers = await self._reader.consumers()
+        self.latest = consumers
+        missing = consumers.unconsumed()
+        if missing:
+            raise QueuesUnconsumed(f"no live consumer for {', '.join(missing)}")
+
+
+def queues_state(consumers: Consumers | None) -> Status:
+    """``ok`` when every queue has a live consumer, ``degraded`` when some queue has none,
+    ``down`` when none has (no work moves) or nothing could be read."""
+    if consumers is None:
+        return "down"
+    missing = consumers.unconsumed()
+    if not missing:
+        return "ok"
+    return "down" if len(missing) == len(consumers.queues) else "degraded"
+
+
+def queues_detail(consumers: Consumers | None, status: QueueStatus | None) -> dict[str, Any]:
+    """The queues dependency's detail: live workers, consumers per queue and the queues with
+    none (from this look), and the total depth (from the latest queue status, when read)."""
+    detail: dict[str, Any] = {}
+    if consumers is not None:
+        detail["workers"] = consumers.workers
+        detail["consumers"] = {name: seen.workers for name, seen in consumers.queues.items()}
+        detail["unconsumed"] = consumers.unconsumed()
+    if status is not None:
+        detail["depth"] = sum(queue.depth for queue in status.queues)
+    return detail
 
 
 @dataclass
 class DependencyRecord:
-    """What is known of one dependency: its latest check and its history of answers."""
+    """What is known of one dependency: its latest check and its history of answers.
+
+    ``degraded`` marks a failed check of a dependency that still partly works (some queues
+    consumed, others not); it shows as that state instead of ``down``.
+    """
 
     ok: bool = False
     checked: bool = False
+    degraded: bool = False
     latency_ms: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
     last_ok_at: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def state(self) -> str:
+        if self.ok:
+            return "ok"
+        if not self.checked:
+            return "unknown"
+        return "degraded" if self.degraded else "down"
+
     def as_dict(self) -> dict[str, Any]:
         return {
-            "state": "ok" if self.ok else ("down" if self.checked else "unknown"),
+            "state": self.state,
             "latency_ms": self.latency_ms,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
@@ -78,6 +126,7 @@ class DependencyBook:
             record = self.records.setdefault(result.name, DependencyRecord())
             record.ok = result.ok
             record.checked = True
+            record.degraded = False
             record.latency_ms = round(result.latency_ms, 2)
             if result.ok:
                 record.last_ok_at = now

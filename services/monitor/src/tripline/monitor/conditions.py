@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tripline.monitor.alerting import Observation, Severity
 from tripline.monitor.checks import HealthReport
@@ -140,9 +141,7 @@ def health(report: HealthReport) -> Iterator[Observation]:
             active=down,
             value=1.0 if down else 0.0,
             threshold=0.0,
-            summary=f"{name} is not answering: {dependency['last_error']}"
-            if down
-            else f"{name} answers",
+            summary=_dependency_summary(name, dependency),
             severity=Severity.CRITICAL,
         )
     for service, replicas in sorted(report.replicas.items()):
@@ -161,6 +160,14 @@ def health(report: HealthReport) -> Iterator[Observation]:
             ),
             severity=Severity.CRITICAL if len(unready) == len(replicas) else Severity.WARNING,
         )
+
+
+def _dependency_summary(name: str, dependency: Mapping[str, Any]) -> str:
+    if dependency["state"] == "ok":
+        return f"{name} answers"
+    # Degraded answers, but not wholly (a queue without a consumer): not "not answering".
+    verb = "is degraded" if dependency["state"] == "degraded" else "is not answering"
+    return f"{name} {verb}: {dependency['last_error']}"
 
 
 def pools(settings: MonitorSettings, readings: Sequence[PoolReading]) -> Iterator[Observation]:

@@ -2,28 +2,31 @@
 
 Depth counts every Redis list of a queue (one per priority level); in-flight messages sit in
 kombu's ``unacked`` hash; rates, failures and workers come from what the worker records
-(:mod:`tripline.common.queue_stats`). Backlogs are the Redis streams where accepted work waits
-for a dependency (locations for MongoDB, queued writes, SOS records, dead documents).
+(:mod:`tripline.common.queue_stats`); a queue's workers are its live consumers, the workers
+consuming it whose heartbeat key has not expired. Backlogs are the Redis streams where accepted
+work waits for a dependency (locations for MongoDB, queued writes, SOS records, dead documents).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 
 from tripline.common.queue_stats import (
     BUCKET_S,
-    HEARTBEAT_STALE_S,
+    NODE_LOOKBACK_S,
     WORKERS_SEEN,
+    QueueConsumers,
     TaskEvent,
-    WorkerInfo,
     bucket_key,
     bucket_of,
+    consumers_by_queue,
     count_by_queue,
+    live_workers,
     queue_keys,
     sent_at,
     total_key,
@@ -58,6 +61,18 @@ class QueueState:
     retried_total: int
     oldest_age_s: float | None
     workers: int
+
+
+@dataclass(frozen=True)
+class Consumers:
+    """Who consumes the queues right now: the live worker nodes, and per queue its consumers."""
+
+    workers: int
+    queues: Mapping[str, QueueConsumers] = field(default_factory=dict)
+
+    def unconsumed(self) -> list[str]:
+        """The queues no live worker consumes, in the order asked."""
+        return [name for name, consumers in self.queues.items() if consumers.workers == 0]
 
 
 @dataclass(frozen=True)
@@ -129,12 +144,10 @@ class QueueReader:
             for backlog in BACKLOGS:
                 pipe.xlen(backlog)
             pipe.hlen(UNACKED)
-            # Exclusive: a beat exactly HEARTBEAT_STALE_S old is already stale.
-            pipe.zrangebyscore(WORKERS_SEEN, f"({now - HEARTBEAT_STALE_S}", "+inf")
+            pipe.zrangebyscore(WORKERS_SEEN, now - NODE_LOOKBACK_S, "+inf")
             answers: list[Any] = await pipe.execute()
         unacked_total = _int(answers[-2])
-        nodes = [node.decode() if isinstance(node, bytes) else str(node) for node in answers[-1]]
-        workers = await self._workers_per_queue(nodes)
+        consumers = await self._consumers_of(answers[-1])
         in_flight = await self._in_flight(unacked_total)
 
         states: list[QueueState] = []
@@ -161,7 +174,7 @@ class QueueReader:
                     failed_total=totals_by_event[TaskEvent.FAILED],
                     retried_total=totals_by_event[TaskEvent.RETRIED],
                     oldest_age_s=round(max(0.0, max(ages)), 3) if ages and depth else None,
-                    workers=workers.get(queue, 0),
+                    workers=consumers.queues[queue].workers,
                 )
             )
         backlogs = tuple(
@@ -172,16 +185,21 @@ class QueueReader:
         )
         return QueueStatus(now, tuple(states), backlogs, unacked_total)
 
-    async def _workers_per_queue(self, nodes: list[str]) -> dict[str, int]:
-        if not nodes:
-            return {}
-        raw_infos: list[Any] = await self._redis.mget([worker_info_key(node) for node in nodes])
-        counts: dict[str, int] = {}
-        for node, raw in zip(nodes, raw_infos, strict=True):
-            info = WorkerInfo.from_json(node, raw) if raw is not None else None
-            for queue in info.queues if info is not None else ():
-                counts[queue] = counts.get(queue, 0) + 1
-        return counts
+    async def consumers(self) -> Consumers:
+        """Who consumes each queue now, in two round trips (cheap enough for every health look:
+        the node index, then the live nodes' info keys)."""
+        since = self._clock() - NODE_LOOKBACK_S
+        return await self._consumers_of(
+            await self._redis.zrangebyscore(WORKERS_SEEN, since, "+inf")
+        )
+
+    async def _consumers_of(self, raw_nodes: Sequence[Any]) -> Consumers:
+        nodes = [node.decode() if isinstance(node, bytes) else str(node) for node in raw_nodes]
+        raw_infos: list[Any] = (
+            await self._redis.mget([worker_info_key(node) for node in nodes]) if nodes else []
+        )
+        workers = live_workers(nodes, raw_infos)
+        return Consumers(len(workers), consumers_by_queue(workers, self._queues))
 
     async def _in_flight(self, unacked_total: int) -> dict[str, int] | None:
         if unacked_total == 0:

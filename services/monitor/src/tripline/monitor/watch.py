@@ -17,7 +17,15 @@ from redis.exceptions import RedisError
 from tripline.common.health import Health
 from tripline.common.logs import get_logger
 from tripline.common.tasks import every
-from tripline.monitor.checks import DependencyBook, HealthReport, ReplicaProber, build_report
+from tripline.monitor.checks import (
+    ConsumerCheck,
+    DependencyBook,
+    HealthReport,
+    ReplicaProber,
+    build_report,
+    queues_detail,
+    queues_state,
+)
 from tripline.monitor.queues import QueueReader, QueueStatus
 
 log = get_logger(__name__)
@@ -33,7 +41,11 @@ class QueueLook:
 
 
 class Watch:
-    """Runs the looks and keeps their results; ``on_queues`` hears of each queue status read."""
+    """Runs the looks and keeps their results; ``on_queues`` hears of each queue status read.
+
+    ``consumers`` is the queues' probe registered in ``health``, whose reading each health
+    look turns into the queues' state and detail.
+    """
 
     def __init__(
         self,
@@ -43,9 +55,11 @@ class Watch:
         *,
         read_timeout_s: float,
         on_queues: Callable[[QueueStatus], None] = lambda _status: None,
+        consumers: ConsumerCheck | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._health = health
+        self._consumers = consumers
         self._prober = prober
         self._queues = queues
         self._read_timeout_s = read_timeout_s
@@ -60,12 +74,10 @@ class Watch:
         results, replicas = await asyncio.gather(self._health.check(), self._prober.check())
         now = self._clock()
         self.book.update(results, now)
-        status = self.queue_look.status
-        if status is not None:
-            self.book.records["queues"].detail = {
-                "depth": sum(queue.depth for queue in status.queues),
-                "workers": max((queue.workers for queue in status.queues), default=0),
-            }
+        latest = self._consumers.latest if self._consumers is not None else None
+        queues = self.book.records["queues"]
+        queues.degraded = not queues.ok and queues_state(latest) == "degraded"
+        queues.detail = queues_detail(latest, self.queue_look.status)
         self.report = build_report(self.book, replicas, now)
         return self.report
 

@@ -7,8 +7,12 @@ worker's main process instead:
 
 - live while the heartbeat thread runs (the process is not wedged); it never depends on Redis,
   so a broker outage does not get every worker restarted;
-- ready while the latest heartbeat reached Redis within ``HEARTBEAT_STALE_S``: the worker can
-  take work; 503 with the reason otherwise.
+- ready while a heartbeat reached Redis within :data:`READY_WITHIN_S`: the worker can take
+  work; 503 with the reason otherwise.
+
+Readiness is deliberately slower to turn than the monitor's view of consumers (a beat key that
+expires after ``HEARTBEAT_TTL_S``): a worker pod has no Service, so readiness only paces
+rollouts and disruption budgets, which a few late beats must not stall.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tripline.common.queue_stats import HEARTBEAT_STALE_S
+# Thirty seconds without a beat reaching Redis: an outage, not a slow beat.
+READY_WITHIN_S = 30.0
 
 
 class HeartbeatState:
@@ -40,7 +45,7 @@ def answer(path: str, state: HeartbeatState, now: float) -> tuple[int, dict[str,
             return 200, {"status": "live"}
         return 503, {"status": "dead", "error": "the heartbeat thread is not running"}
     if path == "/health/ready":
-        fresh = state.last_ok_at is not None and now - state.last_ok_at < HEARTBEAT_STALE_S
+        fresh = state.last_ok_at is not None and now - state.last_ok_at < READY_WITHIN_S
         if state.running and fresh:
             return 200, {"status": "ready"}
         return 503, {"status": "unready", "error": state.last_error or "no heartbeat reached Redis"}

@@ -1,4 +1,9 @@
-"""What the worker tells the monitor: task outcomes per queue, and a heartbeat per node.
+"""What the worker tells the monitor and the upload service: task outcomes and the time tasks
+ran per queue, and a heartbeat per node (see :mod:`tripline.common.queue_stats` for the keys).
+
+The heartbeat is what says a queue has a consumer: a key that expires
+:data:`~tripline.common.queue_stats.HEARTBEAT_TTL_S` after the latest beat, so a worker that
+dies without a word (SIGKILL, OOM, a lost host) stops counting within that TTL.
 
 Both are best effort: a Redis error here is logged and dropped, never allowed to fail a task
 or stop the worker (the task's own work already went through; only the count is lost).
@@ -6,13 +11,14 @@ or stop the worker (the task's own work already went through; only the count is 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import task_postrun, worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -21,12 +27,13 @@ from tripline.common.queue_stats import (
     BUCKET_TTL_S,
     GAVE_UP,
     HEARTBEAT_INTERVAL_S,
-    HEARTBEAT_STALE_S,
+    HEARTBEAT_TTL_S,
     WORKERS_SEEN,
     TaskEvent,
     WorkerInfo,
     bucket_key,
     bucket_of,
+    busy_key,
     total_key,
     worker_info_key,
 )
@@ -62,27 +69,44 @@ def queue_of(task: Task[Any, Any]) -> str | None:
         return str(routing_key) if routing_key else None
 
 
+def busy_ms(seconds: float) -> int:
+    """A run's time in whole milliseconds, at least 1: a run that took no measurable time still
+    took a slot, and a zero would read as "no time recorded"."""
+    return max(1, math.ceil(seconds * 1000))
+
+
 class StatsRecorder:
-    """Counts task outcomes in the buckets the monitor reads (one pipeline per task)."""
+    """Counts task outcomes, and the time each run kept its slot busy, in the buckets the
+    monitor and the upload service read (one pipeline per task)."""
 
     def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
         self._redis = redis
         self._clock = clock
 
-    def record(self, queue: str, event: TaskEvent) -> None:
-        key = bucket_key(queue, event, bucket_of(self._clock()))
+    def record(self, queue: str, event: TaskEvent, ran_s: float | None = None) -> None:
+        """Count one run's outcome, and its running time when it was measured."""
+        bucket = bucket_of(self._clock())
+        key = bucket_key(queue, event, bucket)
         try:
             with self._redis.pipeline(transaction=False) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, BUCKET_TTL_S)
                 pipe.incr(total_key(queue, event))
+                if ran_s is not None:
+                    busy = busy_key(queue, bucket)
+                    pipe.incrby(busy, busy_ms(ran_s))
+                    pipe.expire(busy, BUCKET_TTL_S)
                 pipe.execute()
         except RedisError as exc:
             log.warning("task outcome not counted", queue=queue, task_event=event, error=repr(exc))
 
 
 class Heartbeat:
-    """Beats every ``interval_s`` from a daemon thread of the worker's main process."""
+    """Beats every ``interval_s`` from a daemon thread of the worker's main process.
+
+    It lives in the process that consumes from the broker, so it stops exactly when consuming
+    does: a SIGKILLed main process (and with it the prefork pool's intake) stops beating.
+    """
 
     def __init__(
         self,
@@ -98,6 +122,7 @@ class Heartbeat:
         self.state = state or HeartbeatState()
         self._interval_s = interval_s
         self._clock = clock
+        self._failing = False
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -126,14 +151,20 @@ class Heartbeat:
                 pipe.set(
                     worker_info_key(self._info.node),
                     self._info.to_json(),
-                    ex=int(HEARTBEAT_STALE_S),
+                    px=int(HEARTBEAT_TTL_S * 1000),
                 )
                 pipe.zremrangebyscore(WORKERS_SEEN, "-inf", now - FORGET_AFTER_S)
                 pipe.execute()
         except RedisError as exc:
             self.state.last_error = f"heartbeat not stored: {exc!r}"
-            log.warning("heartbeat lost", error=repr(exc))
+            # Twice a second during an outage would drown the log: the first loss is the news.
+            if not self._failing:
+                log.warning("heartbeat lost", error=repr(exc))
+            self._failing = True
         else:
+            if self._failing:
+                log.info("heartbeat back")
+            self._failing = False
             self.state.last_ok_at = now
 
     def _run(self) -> None:
@@ -153,9 +184,16 @@ def _redis(settings: WorkerSettings) -> Redis:
     )
 
 
-def register_stats(app: Celery, settings: WorkerSettings, queues: tuple[str, ...]) -> None:
-    """Count every task's outcome and beat while the worker runs, serving the health endpoint
-    (:mod:`tripline.worker.health`) when ``WORKER_HEALTH_PORT`` is set.
+def register_stats(
+    app: Celery,
+    settings: WorkerSettings,
+    queues: tuple[str, ...],
+    *,
+    timer: Callable[[], float] = time.monotonic,
+) -> None:
+    """Count every task's outcome and running time (on ``timer``) and beat while the worker
+    runs, serving the health endpoint (:mod:`tripline.worker.health`) when
+    ``WORKER_HEALTH_PORT`` is set.
 
     Signals are process-wide, so handlers are connected with a uid (a second app in the same
     process would not count twice) and only act for tasks of ``app``.
@@ -164,8 +202,16 @@ def register_stats(app: Celery, settings: WorkerSettings, queues: tuple[str, ...
     recorder = per_process(lambda: StatsRecorder(_redis(settings)))
     heartbeats: list[Heartbeat] = []
     servers: list[HealthServer] = []
+    # Task id → when its current run started, in the process and thread that runs it (each
+    # pool process has its own copy; prerun and postrun of one run are always paired there).
+    started: dict[str, float] = {}
+
+    def on_prerun(task_id: str | None = None, task: Task[Any, Any] | None = None, **_: Any) -> None:
+        if task is not None and task.app is app and task_id is not None:
+            started[task_id] = timer()
 
     def on_postrun(
+        task_id: str | None = None,
         task: Task[Any, Any] | None = None,
         retval: object = None,
         state: str | None = None,
@@ -173,10 +219,12 @@ def register_stats(app: Celery, settings: WorkerSettings, queues: tuple[str, ...
     ) -> None:
         if task is None or task.app is not app:
             return
+        began = started.pop(task_id, None) if task_id is not None else None
         event = event_for(state, retval)
         queue = queue_of(task)
         if event is not None and queue is not None:
-            recorder().record(queue, event)
+            ran_s = None if began is None else timer() - began
+            recorder().record(queue, event, ran_s)
 
     def on_ready(sender: Any = None, **_: Any) -> None:
         node = str(getattr(sender, "hostname", "") or f"{settings.service_name}@unknown")
@@ -195,6 +243,7 @@ def register_stats(app: Celery, settings: WorkerSettings, queues: tuple[str, ...
         while heartbeats:
             heartbeats.pop().stop()
 
+    task_prerun.connect(on_prerun, weak=False, dispatch_uid=f"tripline-start-{id(app)}")
     task_postrun.connect(on_postrun, weak=False, dispatch_uid=f"tripline-stats-{id(app)}")
     worker_ready.connect(on_ready, weak=False, dispatch_uid=f"tripline-ready-{id(app)}")
     worker_shutdown.connect(on_shutdown, weak=False, dispatch_uid=f"tripline-down-{id(app)}")

@@ -119,7 +119,16 @@ function dependencyDetail(dep) {
     parts.push(`${dep.state === "ok" ? "last error" : "error"}: ${dep.last_error}`);
   }
   for (const [key, value] of Object.entries(dep.detail || {})) {
-    if (value !== null && typeof value !== "object") parts.push(`${key} ${value}`);
+    if (value === null || value === undefined) continue;
+    if (Array.isArray(value)) {
+      // The queues' detail names the queues nobody consumes: that is the news, when any.
+      if (value.length > 0) parts.push(`${key}: ${value.join(", ")}`);
+    } else if (typeof value === "object") {
+      const entries = byName(value).map(([name, count]) => `${name} ${count}`);
+      if (entries.length > 0) parts.push(`${key}: ${entries.join(", ")}`);
+    } else {
+      parts.push(`${key} ${value}`);
+    }
   }
   return parts.join(" · ");
 }
@@ -138,10 +147,11 @@ function replicaProblem(replica) {
 function renderQueues(status) {
   showCheckedAt("queues-checked", status.checked_at);
   const queues = (status.queues || []).map((queue) => {
-    const starved = queue.workers === 0 && queue.depth > 0;
+    // A queue nobody consumes is degraded even while empty: the next job would wait for ever.
+    const starved = queue.workers === 0;
     return el(
       "tr",
-      { "data-queue": queue.name },
+      { "data-queue": queue.name, "data-state": starved ? "degraded" : "ok" },
       el("th", { scope: "row" }, queue.name),
       el("td", { class: "num" }, String(queue.depth)),
       el("td", { class: "num" }, String(queue.in_flight)),
