@@ -1,4 +1,17 @@
-"""The upload API's inputs and views."""
+"""The upload API's inputs and views.
+
+While an upload is ``queued`` or ``processing`` its view carries where it stands:
+
+- ``queue_position``: 1 for the next document to be checked, 0 once checking started;
+- ``estimated_wait_seconds``: whole seconds until it is checked, from the workers really
+  consuming the queue; ``null`` while the queue is paused;
+- ``delayed``: the wait is over the notice threshold, or unknown because the queue is paused
+  (the driver is also notified, once);
+- ``paused`` (added to the contract): true while no worker consumes the documents queue, so
+  nothing moves and no wait can honestly be estimated;
+- ``notice`` (added to the contract): the sentence the driver is told when ``delayed``
+  (the position and the wait, or that checking is paused), else ``null``.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +50,7 @@ class UploadRequest(BaseModel):
 
 
 def upload_view(record: dict[str, Any], **queue: Any) -> dict[str, Any]:
-    """What a driver sees of an upload record (plus queue figures when it waits)."""
+    """What a driver sees of an upload record (plus ``queue``'s figures when it waits)."""
     view = {
         "upload_id": record["_id"],
         "doc_type": record["doc_type"],

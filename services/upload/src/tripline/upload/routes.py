@@ -27,6 +27,7 @@ from tripline.common.mongo import Document
 from tripline.common.validation import parse_body, read_json
 from tripline.upload.completion import complete
 from tripline.upload.context import Uploads, uploads_of
+from tripline.upload.delays import notice_text
 from tripline.upload.models import UploadRequest, upload_view
 
 log = get_logger(__name__)
@@ -89,10 +90,12 @@ async def presign(request: Request) -> Response:
 
 
 async def view(uploads: Uploads, record: Document) -> dict[str, Any]:
+    """The driver's view of ``record``; while it waits, with where it stands (see
+    :mod:`tripline.upload.models` for the fields)."""
     if UploadStatus(record["status"]) not in (UploadStatus.QUEUED, UploadStatus.PROCESSING):
         return upload_view(record)
     waiting = await uploads.queue.waiting(record["_id"])
-    return upload_view(record, **waiting.fields())
+    return upload_view(record, **waiting.fields(), notice=notice_text(record["doc_type"], waiting))
 
 
 async def complete_upload(request: Request) -> Response:
