@@ -1,0 +1,86 @@
+"""The chaos table: one row per fault, printed as each fault finishes and kept under
+``.loadtest/chaos/`` (git-ignored) as ``rows/<fault>.json`` (the latest row of each fault),
+``chaos.json`` (all of them, in the faults' order) and ``chaos.md`` (the table the README's
+is made from). Pure but for the files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+COLUMNS = (
+    "fault",
+    "critical ok during fault",
+    "critical p99",
+    "SOS p99 after 1st timeout",
+    "recovery",
+    "lost",
+    "twice",
+    "verdict",
+)
+
+
+def _ms(value: object) -> str:
+    return f"{value:,.0f} ms" if isinstance(value, int | float) else "-"
+
+
+def _counts(total: object, per: object) -> str:
+    if not isinstance(per, Mapping) or not total:
+        return str(total if total is not None else "-")
+    return f"{total} ({', '.join(f'{k} {v}' for k, v in per.items() if v)})"
+
+
+def cells(row: Mapping[str, Any]) -> list[str]:
+    """A row's table cells, in :data:`COLUMNS` order."""
+    during = row.get("critical_during", {}).get("all", {})
+    success = during.get("success")
+    critical = (
+        f"{during.get('ok')}/{during.get('sent')} ({success:.1%})"
+        if isinstance(success, int | float)
+        else "-"
+    )
+    recovery = row.get("recovery_s")
+    failed = [c["name"] for c in row.get("checks", []) if not c["ok"]]
+    return [
+        str(row.get("fault")),
+        critical,
+        _ms(row.get("critical_p99_ms")),
+        _ms(row.get("sos_p99_after_first_timeout_ms")),
+        f"{recovery:.1f} s" if isinstance(recovery, int | float) else "not recovered",
+        _counts(row.get("lost_total"), row.get("lost")),
+        _counts(row.get("twice_total"), row.get("twice")),
+        "PASS" if row.get("ok") else "FAIL: " + ", ".join(failed),
+    ]
+
+
+def markdown(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The rows as a Markdown table."""
+    lines = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---" for _ in COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(cells(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def text(row: Mapping[str, Any]) -> str:
+    """One row as a line of text with its failed checks' sentences below it."""
+    line = "  ".join(f"{name}: {cell}" for name, cell in zip(COLUMNS, cells(row), strict=True))
+    failed = [f"    - {c['name']}: {c['message']}" for c in row.get("checks", []) if not c["ok"]]
+    return "\n".join([line, *failed])
+
+
+def write(folder: Path, row: Mapping[str, Any], order: Sequence[str]) -> list[dict[str, Any]]:
+    """Keep ``row`` as its fault's latest and rewrite ``chaos.json`` and ``chaos.md`` from
+    every fault's latest row (faults in ``order``, others after); returns those rows."""
+    rows_dir = folder / "rows"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    (rows_dir / f"{row['fault']}.json").write_text(json.dumps(row, indent=1))
+    rows = [json.loads(path.read_text()) for path in sorted(rows_dir.glob("*.json"))]
+    rank = {name: index for index, name in enumerate(order)}
+    rows.sort(key=lambda r: (rank.get(r.get("fault", ""), len(rank)), r.get("fault", "")))
+    (folder / "chaos.json").write_text(json.dumps(rows, indent=1))
+    (folder / "chaos.md").write_text(markdown(rows))
+    return rows
