@@ -571,11 +571,6 @@ def test_the_consecutive_rule_still_applies_with_a_rate(
     assert breaker.state is OPEN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaker.py compares failures >= failure_rate * calls in floats: 0.28 * 25 is "
-    "7.000000000000001, so 7 failures of 25 calls (exactly 28%) do not open it",
-)
 def test_a_failure_share_exactly_at_the_rate_opens_it(
     clock: FakeClock, changes: list[Transition]
 ) -> None:
@@ -747,12 +742,6 @@ def test_trip_without_reset_timeout_waits_for_the_probe(
     assert changes == [("payments", CLOSED, OPEN), ("payments", OPEN, CLOSED)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trip() tests the stored state, not the current one: a breaker whose reset timeout "
-    "has passed but that nobody has looked at since is still stored as open, so trip() does "
-    "nothing and the next look finds it half-open, admitting a call",
-)
 def test_trip_reopens_a_breaker_whose_timeout_passed_unobserved(
     clock: FakeClock, changes: list[Transition]
 ) -> None:

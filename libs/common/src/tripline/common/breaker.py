@@ -54,6 +54,7 @@ class FailureWindow:
 
     def add(self, now: float, *, failed: bool) -> None:
         """Count one finished call at ``now``."""
+        self._drop_before(now)
         bucket = int(now // self._width)
         if not self._buckets or self._buckets[-1][0] != bucket:
             self._buckets.append([bucket, 0, 0])
@@ -62,13 +63,16 @@ class FailureWindow:
 
     def totals(self, now: float) -> tuple[int, int]:
         """``(calls, failures)`` finished within the window that ends at ``now``."""
-        oldest = int(now // self._width) - _BUCKETS + 1
-        while self._buckets and self._buckets[0][0] < oldest:
-            self._buckets.popleft()
+        self._drop_before(now)
         return sum(b[1] for b in self._buckets), sum(b[2] for b in self._buckets)
 
     def clear(self) -> None:
         self._buckets.clear()
+
+    def _drop_before(self, now: float) -> None:
+        oldest = int(now // self._width) - _BUCKETS + 1
+        while self._buckets and self._buckets[0][0] < oldest:
+            self._buckets.popleft()
 
 
 class CircuitBreaker:
@@ -205,7 +209,7 @@ class CircuitBreaker:
     def trip(self) -> None:
         """Open now: the owner saw an outage no admitted call reported (a call it abandoned
         after its own deadline, say). An open breaker stays open, its wait unchanged."""
-        if self._state is not BreakerState.OPEN:
+        if self.state is not BreakerState.OPEN:
             self._open()
 
     def probe_succeeded(self) -> None:
@@ -230,7 +234,8 @@ class CircuitBreaker:
         if self.failure_rate is None:
             return False
         calls, failures = self._window.totals(now)
-        return calls >= self.min_calls and failures >= self.failure_rate * calls
+        # Divided, not multiplied: 0.28 * 25 is 7.000000000000001 in floating point.
+        return calls >= self.min_calls and failures / calls >= self.failure_rate
 
     def release(self) -> None:
         """Give back an admitted call's slot without an outcome, e.g. when it was cancelled.

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import httpx
 
+from tripline.common.errors import DependencyUnavailable
+from tripline.common.guard import DependencyGuard
+from tripline.common.settings import ServiceSettings
+
 
 def create_http_client(
     *,
@@ -22,4 +26,29 @@ def create_http_client(
             keepalive_expiry=30,
         ),
         follow_redirects=False,
+    )
+
+
+def http_guard(
+    name: str, http: httpx.AsyncClient, probe_url: str, settings: ServiceSettings
+) -> DependencyGuard:
+    """A guard for calls to another HTTP service (run its probe with ``guard.guarding``).
+
+    It opens on the first call that got no answer (a timeout, a refused or dropped connection)
+    and refuses with ``DependencyUnavailable(name)`` until a ``GET probe_url`` answers below 500.
+    An answer of any status shows the service is there and counts as a success.
+    """
+
+    async def probe() -> None:
+        answer = await http.get(probe_url)
+        if answer.status_code >= 500:
+            raise DependencyUnavailable(name, f"{probe_url} answered {answer.status_code}")
+
+    return DependencyGuard(
+        name,
+        probe=probe,
+        is_outage=lambda exc: isinstance(exc, httpx.TransportError),
+        refusal=lambda: DependencyUnavailable(name, f"{name} is not answering; probed meanwhile"),
+        probe_interval_s=settings.dependency_probe_interval_s,
+        probe_timeout_s=settings.dependency_probe_timeout_s,
     )

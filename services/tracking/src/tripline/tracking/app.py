@@ -16,8 +16,9 @@ from starlette.routing import WebSocketRoute
 
 from tripline.common.app import run_in_background, service_app
 from tripline.common.auth import TokenVerifier
-from tripline.common.guard import GuardMetrics
+from tripline.common.guard import GuardMetrics, guarding
 from tripline.common.health import Health
+from tripline.common.http_client import http_guard
 from tripline.common.mongo import MongoProbe, database, open_mongo
 from tripline.common.mongo_pool import PoolMetrics
 from tripline.common.ratelimit_redis import RedisLimiter
@@ -54,13 +55,16 @@ def create_app(settings: TrackingSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             redis = await stack.enter_async_context(open_redis(settings))
-            guards = GuardMetrics([redis.guard])
-            registry.register(guards)
-            stack.callback(registry.unregister, guards)
             mongo = await stack.enter_async_context(open_mongo(settings, pool_metrics))
             http = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=settings.core_timeout_s)
             )
+            core_guard = await stack.enter_async_context(
+                guarding(http_guard("core", http, f"{settings.core_url}/health/live", settings))
+            )
+            guards = GuardMetrics([redis.guard, core_guard])
+            registry.register(guards)
+            stack.callback(registry.unregister, guards)
             health.add("redis", RedisProbe(redis))
             health.add("mongodb", MongoProbe(mongo), required=False)
             store = LocationStore(redis)
@@ -81,7 +85,11 @@ def create_app(settings: TrackingSettings) -> Starlette:
                     timeout_s=settings.limit_redis_timeout_s,
                 ),
                 parties=Parties(
-                    redis, core_url=settings.core_url, http=http, cache_s=settings.parties_cache_s
+                    redis,
+                    core_url=settings.core_url,
+                    http=http,
+                    guard=core_guard,
+                    cache_s=settings.parties_cache_s,
                 ),
                 hub=hub,
                 store=store,

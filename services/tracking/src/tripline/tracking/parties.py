@@ -2,7 +2,8 @@
 
 Core keeps each trip's parties in Redis (``tripline.common.channels.record_parties``); when the
 record is missing or Redis fails, core's internal endpoint answers instead, asked with the
-caller's own token so core applies its own visibility rule. Either answer is trusted for
+caller's own token so core applies its own visibility rule (through a guard: once core did not
+answer, it is not asked again until its ``/health/live`` answers). Either answer is trusted for
 ``PARTIES_CACHE_S`` (2 s) to let callers in; a refusal is always checked afresh, so a driver
 who has just accepted the trip is let in at once.
 """
@@ -21,6 +22,7 @@ from redis.exceptions import RedisError
 from tripline.common.auth import Identity, Role
 from tripline.common.channels import read_parties
 from tripline.common.errors import DependencyUnavailable, NotFound
+from tripline.common.guard import DependencyGuard
 from tripline.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -52,12 +54,14 @@ class Parties:
         *,
         core_url: str,
         http: httpx.AsyncClient,
+        guard: DependencyGuard,
         cache_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = redis
         self._core_url = core_url.rstrip("/")
         self._http = http
+        self._guard = guard
         self._cache_s = cache_s
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, TripParties]] = OrderedDict()
@@ -102,7 +106,8 @@ class Parties:
     async def _from_core(self, trip_id: str, token: str) -> TripParties | None:
         url = f"{self._core_url}/internal/trips/{trip_id}/parties"
         try:
-            answer = await self._http.get(url, headers={"Authorization": f"Bearer {token}"})
+            with self._guard.call():
+                answer = await self._http.get(url, headers={"Authorization": f"Bearer {token}"})
         except httpx.HTTPError as exc:
             raise DependencyUnavailable("core", "who may watch this trip is unknown") from exc
         if answer.status_code == 404:
