@@ -79,7 +79,12 @@ def create_redis(settings: ServiceSettings) -> GuardedRedis:
     burst of requests queues briefly rather than being refused. Close it with ``aclose()``,
     which also stops its guard's probe.
     """
-    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=2)
+    # Retry's own default also retries timeouts; only connection errors are named here.
+    retry = Retry(
+        ExponentialWithJitterBackoff(base=0.05, cap=1.0),
+        retries=2,
+        supported_errors=(RedisConnectionError,),
+    )
     retry_on_error: list[type[Exception]] = [RedisConnectionError]
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
