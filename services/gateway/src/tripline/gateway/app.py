@@ -17,7 +17,8 @@ from starlette.websockets import WebSocket
 from tripline.common.app import service_app
 from tripline.common.auth import TokenVerifier
 from tripline.common.breaker import CircuitBreaker
-from tripline.common.errors import TriplineError, problem_response
+from tripline.common.channels import active_trip_key
+from tripline.common.errors import TriplineError, UpstreamTimeout, problem_response
 from tripline.common.health import Health
 from tripline.common.http_client import create_http_client
 from tripline.common.logs import get_logger
@@ -28,8 +29,10 @@ from tripline.common.retries import RetryBudget
 from tripline.common.routes import ROUTE_LABEL_KEY, UNMATCHED
 from tripline.common.validation import read_body
 from tripline.gateway import wsproxy
+from tripline.gateway.activetrips import ActiveTrips
 from tripline.gateway.admission import EdgePolicy
 from tripline.gateway.clientaddr import parse_networks
+from tripline.gateway.concurrency import AdaptiveLimit
 from tripline.gateway.h1client import H1Pool
 from tripline.gateway.loadmonitor import LoopLagMonitor
 from tripline.gateway.metrics import GatewayMetrics
@@ -41,9 +44,10 @@ from tripline.gateway.proxy import (
 )
 from tripline.gateway.routetable import WEBSOCKET, RouteTable
 from tripline.gateway.routing import ReplicaSet, Upstream
-from tripline.gateway.settings import GatewaySettings
+from tripline.gateway.settings import GatewaySettings, upstream_limit_config
 from tripline.gateway.shedding import LoadShedder, SheddingConfig
 from tripline.gateway.status import StatusProbe
+from tripline.gateway.upstreamload import UpstreamGuard
 
 # Client libraries this service uses; only these are traced (and imported) at start-up.
 INSTRUMENTED_LIBRARIES: tuple[str, ...] = ("httpx",)
@@ -126,13 +130,23 @@ class Gateway:
             )
             if self._forwarder is None:
                 raise RuntimeError("the gateway's lifespan has not started")
-            await self._forwarder.forward(
-                request,
-                self.replicas[route.upstream].order(),
-                send,
-                name=route.upstream.value,
-                extra_headers=admission.headers,
-            )
+            slot = await self.policy.enter(route, admission)
+            try:
+                await self._forwarder.forward(
+                    request,
+                    self.replicas[route.upstream].order(),
+                    send,
+                    name=route.upstream.value,
+                    extra_headers=admission.headers,
+                )
+            except UpstreamTimeout:
+                # The wait it gave up on is the clearest sample of a slow upstream.
+                slot.done()
+                raise
+            except BaseException:
+                slot.abandon()
+                raise
+            slot.done()
         except TriplineError as error:
             error.headers.update(
                 (name.decode(), value.decode()) for name, value in admission.headers
@@ -206,7 +220,11 @@ def create_app(settings: GatewaySettings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         shedder = LoadShedder(
-            SheddingConfig(target_s=settings.shed_target_s, interval_s=settings.shed_interval_s),
+            SheddingConfig(
+                target_s=settings.shed_target_s,
+                interval_s=settings.shed_interval_s,
+                in_trip_lag_factor=settings.shed_in_trip_lag_factor,
+            ),
             on_level_change=shedding_changed,
         )
         monitor = LoopLagMonitor(
@@ -234,6 +252,16 @@ def create_app(settings: GatewaySettings) -> Starlette:
             )
             for url in breakers
         }
+        guards = {
+            name: UpstreamGuard(
+                name.value,
+                AdaptiveLimit(upstream_limit_config(settings)),
+                [breakers[url] for url in replica_set.urls],
+            )
+            for name, replica_set in replicas.items()
+        }
+        for name, guard in guards.items():
+            metrics.watch_upstream(name.value, guard.limit)
         forwarder = Forwarder(
             pools,
             breakers=breakers,
@@ -257,6 +285,10 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 retry_after_failure_s=settings.limit_redis_retry_s,
                 on_mode_change=metrics.degraded,
             )
+
+            async def in_active_trip(user_id: str) -> bool:
+                return bool(await redis.exists(active_trip_key(user_id)))
+
             gateway.attach(
                 EdgePolicy(
                     verifier=verifier,
@@ -265,6 +297,13 @@ def create_app(settings: GatewaySettings) -> Starlette:
                     shedder=shedder,
                     trusted_proxies=parse_networks(settings.trusted_proxies),
                     metrics=metrics,
+                    upstreams=guards,
+                    trips=ActiveTrips(
+                        in_active_trip,
+                        ttl_s=settings.active_trip_cache_s,
+                        wait_s=settings.active_trip_wait_s,
+                        on_lookup=metrics.looked_up,
+                    ),
                 ),
                 forwarder,
             )
@@ -278,6 +317,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             app.state.shedder = shedder
             app.state.limiter = limiter
             app.state.breakers = breakers
+            app.state.upstream_limits = {name: guard.limit for name, guard in guards.items()}
             monitor.start()
             try:
                 yield

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tripline.common.settings import CsvList, ServiceSettings, split_csv
 from tripline.gateway.clientaddr import parse_networks
+from tripline.gateway.concurrency import LimitConfig
 
 
 def base_url(value: str) -> str:
@@ -49,8 +50,34 @@ class GatewaySettings(ServiceSettings):
     # Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated).
     trusted_proxies: CsvList = Field(default_factory=list)
 
+    # Shedding on the gateway's own event-loop lag (shedding.py): the standing lag tolerated
+    # and how long it must last before the level moves one step.
     shed_target_s: float = Field(default=0.025, gt=0)
     shed_interval_s: float = Field(default=0.5, gt=0)
+    # At the top level, a trip party's normal request is refused only once the standing lag is
+    # this many targets (100 ms by default).
+    shed_in_trip_lag_factor: float = Field(default=4.0, ge=1)
+
+    # Shedding per upstream (concurrency.py): an adaptive concurrency limit per upstream.
+    # The median queueing delay (latency over the route's fastest) the limit aims at, 50 ms.
+    shed_upstream_target_s: float = Field(default=0.05, gt=0)
+    # How often the limit moves (0.1 s), each time on at least this many answers (10).
+    shed_upstream_interval_s: float = Field(default=0.1, gt=0)
+    shed_upstream_min_samples: int = Field(default=10, ge=1)
+    # The limit (requests in flight per upstream) at start, 100, and its bounds, 5 and 1000.
+    shed_upstream_limit_initial: float = Field(default=100.0, ge=1)
+    shed_upstream_limit_min: float = Field(default=5.0, ge=1)
+    shed_upstream_limit_max: float = Field(default=1000.0, ge=1)
+    # How long a route's fastest answer counts as its no-load latency, 60 s.
+    shed_upstream_baseline_s: float = Field(default=60.0, gt=0)
+    # Low priority is refused at this share of the limit (0.5), normal requests of users in an
+    # active trip at this multiple of it (1.25); other normal requests at the limit itself.
+    shed_upstream_low_share: float = Field(default=0.5, gt=0, le=1)
+    shed_upstream_in_trip_share: float = Field(default=1.25, ge=1)
+    # The trip state of a sender (core's active-trip:<user> key in Redis), asked only for
+    # requests shedding would refuse as browsing: remembered 5 s, waited for at most 50 ms.
+    active_trip_cache_s: float = Field(default=5.0, gt=0)
+    active_trip_wait_s: float = Field(default=0.05, gt=0)
 
     breaker_failure_threshold: int = Field(default=50, ge=1)
     breaker_reset_s: float = Field(default=30.0, gt=0)
@@ -80,3 +107,25 @@ class GatewaySettings(ServiceSettings):
     def _networks(cls, value: list[str]) -> list[str]:
         parse_networks(value)
         return value
+
+    @model_validator(mode="after")
+    def _upstream_limits(self) -> GatewaySettings:
+        # Refused at start-up with the setting's name, not at the first request's lifespan.
+        upstream_limit_config(self)
+        return self
+
+
+def upstream_limit_config(settings: GatewaySettings) -> LimitConfig:
+    """The per-upstream limits' parameters; ValueError when they contradict each other (a
+    minimum above the maximum, say)."""
+    return LimitConfig(
+        target_s=settings.shed_upstream_target_s,
+        interval_s=settings.shed_upstream_interval_s,
+        min_samples=settings.shed_upstream_min_samples,
+        initial_limit=settings.shed_upstream_limit_initial,
+        min_limit=settings.shed_upstream_limit_min,
+        max_limit=settings.shed_upstream_limit_max,
+        baseline_window_s=settings.shed_upstream_baseline_s,
+        low_share=settings.shed_upstream_low_share,
+        in_trip_share=settings.shed_upstream_in_trip_share,
+    )
