@@ -13,7 +13,7 @@ MANIFESTS := pyproject.toml uv.lock libs/common/pyproject.toml tools/devstack/py
 	clients/python/pyproject.toml \
 	$(wildcard services/*/pyproject.toml)
 
-.PHONY: help install up start stop status logs token lint typecheck test k8s-validate images bench-gateway bench-core bench-tracking bench-uploads bench-sdk loadtest loadtest-baseline clean
+.PHONY: help install up start stop status logs token lint typecheck test k8s-validate images bench-gateway bench-core bench-tracking bench-uploads bench-sdk loadtest loadtest-baseline chaos clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -100,6 +100,11 @@ loadtest: install ## load test: PROFILE=smoke|ci|full|spike TARGET=<url> GATE=1 
 
 loadtest-baseline: install ## record the release gate's baseline for PROFILE from a new run
 	$(LOADTEST) $(LOADTEST_FLAGS) --update-baseline
+
+# Chaos (tests/chaos): each fault injected into a private stack under k6's load; rows and the
+# table in .loadtest/chaos/. Plain `make test` does not collect it.
+chaos: install ## chaos suite: every fault under load (SUBSET=ci: the CI subset only)
+	$(UV) run --frozen pytest tests/chaos -p no:cacheprovider $(if $(filter ci,$(SUBSET)),-m chaos_ci) $(PYTEST_ARGS)
 
 clean: stop ## remove the venv, local data and caches
 	rm -rf .venv .tools .data .loadtest .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,7 @@ def test_every_fault_of_the_issue_is_there_once() -> None:
     names = [fault.name for fault in FAULTS]
     assert len(names) == len(set(names))
     assert set(names) == {
+        "none",
         "mongodb-hang",
         "mongodb-kill",
         "redis-hang",

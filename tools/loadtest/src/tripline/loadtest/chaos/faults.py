@@ -1,4 +1,5 @@
-"""The faults, each injected into a running :class:`OwnedStack` and ended again:
+"""The faults, each injected into a running :class:`OwnedStack` and ended again, and a control
+(nothing injected, the same window):
 
 - a process hung: SIGSTOP to its process group, SIGCONT when the fault ends (its sockets stay
   open and nothing answers: the worst kind of outage for a client);
@@ -55,6 +56,13 @@ class Fault:
     inject: Action
     end: Action
     duration_s: float = FAULT_S
+
+
+def nothing() -> tuple[Action, Action]:
+    async def untouched(_target: Target) -> str | None:
+        return None
+
+    return untouched, untouched
 
 
 def hang(process: str) -> tuple[Action, Action]:
@@ -121,6 +129,9 @@ def _fault(
 
 
 FAULTS: tuple[Fault, ...] = (
+    # The control: the same load, client and judgement with nothing broken, so a row's figures
+    # can be told apart from what this loaded machine does anyway.
+    _fault("none", "no fault (the control: the same load for 20 s)", nothing()),
     _fault("mongodb-hang", "MongoDB hung 20 s (SIGSTOP, SIGCONT)", hang("mongodb")),
     _fault(
         "mongodb-kill",

@@ -36,6 +36,7 @@ from tripline.loadtest.chaos import figures, report, verify
 from tripline.loadtest.chaos.background import RAMP_S, Background, chaos_profile
 from tripline.loadtest.chaos.client import Api
 from tripline.loadtest.chaos.faults import FAULTS, Fault, Target
+from tripline.loadtest.chaos.machine import CpuWindow
 from tripline.loadtest.chaos.records import Log, Timeline
 from tripline.loadtest.chaos.recovery import Watcher
 from tripline.loadtest.chaos.traffic import Traffic
@@ -47,16 +48,16 @@ DATABASE = "tripline"
 # so the settle window sees accepted points stored within seconds (only the cadence changes:
 # what is flushed, and how, is the same).
 STACK_SETTINGS = {"LOG_LEVEL": "WARNING", "HISTORY_FLUSH_S": "5"}
-# k6's setup (its tracking trips) before the ramp begins.
-K6_SETUP_S = 5.0
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """The timeline's lengths (module docstring). ``settle_bound_s`` and ``stop_grace_s`` are
-    waits and scale with ``TRIPLINE_TEST_TIMEOUT_FACTOR``; the others are the experiment."""
+    """The timeline's lengths (module docstring; ``k6_setup_s`` is allowed for k6's setup, its
+    tracking trips, before its ramp). ``settle_bound_s`` and ``stop_grace_s`` are waits and
+    scale with ``TRIPLINE_TEST_TIMEOUT_FACTOR``; the others are the experiment."""
 
     ramp_s: float = RAMP_S
+    k6_setup_s: float = 5.0
     baseline_s: float = 10.0
     recovery_bound_s: float = 60.0
     after_recovery_s: float = 5.0
@@ -134,17 +135,20 @@ async def _experiment(
         await background.start(chaos_profile(hold_s, ramp_s=schedule.ramp_s))
     timeline.traffic_start = log.now()
     traffic.start()
-    warm_up_s = schedule.ramp_s + K6_SETUP_S if schedule.background else 0.0
+    warm_up_s = schedule.ramp_s + schedule.k6_setup_s if schedule.background else 0.0
     await asyncio.sleep(warm_up_s + schedule.baseline_s)
     watcher = Watcher(api, tag)
     before = await watcher.look()
+    cpu = CpuWindow()
     notes = [note for note in [await fault.inject(target)] if note]
     timeline.fault_start = log.now()
+    cpu.start()
     try:
         await asyncio.sleep(fault.duration_s)
     finally:
         ended = await fault.end(target)
     timeline.fault_end = log.now()
+    machine = cpu.stop()
     notes += [ended] if ended else []
     timeline.recovered_at, looks = await watcher.until_recovered(schedule.recovery_bound_s)
     await asyncio.sleep(schedule.after_recovery_s)
@@ -178,6 +182,7 @@ async def _experiment(
             "client_notes": dict(log.notes),
             "upload_states": await verify.upload_states(stores, log.accepted),
             "background": k6,
+            "cpu_during_fault": machine,
             "gateway": gateway,
         },
     )

@@ -39,7 +39,7 @@ class Cadence:
     ``write_deadline_s`` of retries."""
 
     critical_trips: int = 6
-    sos_every_s: float = 0.5
+    sos_every_s: float = 1.0
     location_every_s: float = 1.0
     trip_every_s: float = 3.0
     upload_every_s: float = 6.0

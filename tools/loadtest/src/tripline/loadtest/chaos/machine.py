@@ -1,0 +1,55 @@
+"""How busy the machine was while a fault lasted, and how much of that was this run (the test
+process, its stack and k6) rather than something else on the machine: the chaos figures of a
+2-core machine shared with other work are only readable beside it. Linux only (``/proc``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tripline.loadtest.procfs import PROC, TICKS, snapshot, tree_usage
+
+# /proc/stat's cpu line: user nice system idle iowait irq softirq steal ...
+BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
+
+
+def busy_cpu_s(proc: Path = PROC) -> float:
+    """CPU seconds every core has spent busy since boot."""
+    fields = (proc / "stat").read_text().splitlines()[0].split()[1:]
+    return sum(int(fields[i]) for i in BUSY_FIELDS if i < len(fields)) / TICKS
+
+
+def own_cpu_s(proc: Path = PROC) -> float:
+    """CPU seconds this process and every live descendant have used."""
+    usage = tree_usage(snapshot(proc), os.getpid())
+    return usage.cpu_s if usage is not None else 0.0
+
+
+@dataclass
+class CpuWindow:
+    """CPU use between :meth:`start` and :meth:`stop`, in cores."""
+
+    proc: Path = PROC
+    _began: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))
+
+    def start(self) -> None:
+        self._began = (time.monotonic(), busy_cpu_s(self.proc), own_cpu_s(self.proc))
+
+    def stop(self) -> dict[str, float | int | None]:
+        """Cores the machine kept busy, cores this run used, cores the rest used (what the
+        machine did minus this run: a process of this run that died meanwhile, a killed one,
+        counts as the rest's)."""
+        now, busy, own = time.monotonic(), busy_cpu_s(self.proc), own_cpu_s(self.proc)
+        began, busy_0, own_0 = self._began
+        elapsed = now - began
+        if elapsed <= 0:
+            return {"cores": os.cpu_count(), "busy": None, "this_run": None, "others": None}
+        machine, mine = (busy - busy_0) / elapsed, max(0.0, own - own_0) / elapsed
+        return {
+            "cores": os.cpu_count(),
+            "busy": round(machine, 2),
+            "this_run": round(mine, 2),
+            "others": round(max(0.0, machine - mine), 2),
+        }
