@@ -73,6 +73,11 @@ def interval(
         limit.abandon()
 
 
+def pressing(limit: AdaptiveLimit) -> int:
+    """Requests to hold in flight for the limit to count as pressed (LOW's threshold)."""
+    return math.ceil(CONFIG.low_share * limit.limit)
+
+
 def fill(limit: AdaptiveLimit, count: int) -> None:
     for _ in range(count):
         assert limit.try_acquire(Rank.CRITICAL) is not None
@@ -153,7 +158,7 @@ def test_a_standing_queue_cuts_the_limit_by_the_gradient_down_to_the_minimum() -
     assert changes.seen == []
     # Median queueing delay 0.2 s, four times the target: each decision halves the limit.
     for _ in range(8):
-        interval(limit, clock, FAST + 0.2)
+        interval(limit, clock, FAST + 0.2, held=pressing(limit))
     assert [new / old for old, new in changes.seen[:4]] == pytest.approx([FASTEST_DECREASE] * 4)
     assert limit.limit == CONFIG.min_limit
     assert limit.queue_delay_s == pytest.approx(0.2)
@@ -162,23 +167,39 @@ def test_a_standing_queue_cuts_the_limit_by_the_gradient_down_to_the_minimum() -
 def test_a_delay_just_over_the_target_cuts_at_least_ten_percent() -> None:
     limit, clock, changes = make()
     interval(limit, clock, FAST)
-    interval(limit, clock, FAST + CONFIG.target_s * 1.01)
+    interval(limit, clock, FAST + CONFIG.target_s * 1.01, held=50)
     assert len(changes.seen) == 1
     assert changes.seen[0] == pytest.approx((100.0, 100.0 * SLOWEST_DECREASE))
 
 
-def test_a_few_slow_answers_in_an_interval_do_not_move_the_limit() -> None:
+def test_a_few_slow_answers_in_an_interval_do_not_cut_the_limit() -> None:
     limit, clock, changes = make()
     interval(limit, clock, FAST)
+    fill(limit, 50)
     for _ in range(5):
         for latency in [FAST] * 6 + [2.0] * 4:
             answer(limit, clock, latency)
         clock.advance(CONFIG.interval_s)
+    assert changes.seen != []
+    assert all(new > old for old, new in changes.seen)
+
+
+def test_a_limit_nobody_presses_holds_however_slow_the_answers() -> None:
+    """A machine starved by other work, or a slow dependency under light traffic: shrinking
+    the limit would shed requests without making anything faster."""
+    limit, clock, changes = make()
+    interval(limit, clock, FAST)
+    # Within the baseline window: after it, 0.5 s would be the route's new no-load time.
+    for _ in range(5):
+        interval(limit, clock, FAST + 0.5, held=pressing(limit) - 2)
     assert changes.seen == []
+    interval(limit, clock, FAST + 0.5, held=pressing(limit))
+    assert changes.seen == [(100.0, 100.0 * FASTEST_DECREASE)]
 
 
 def test_no_decision_before_min_samples_however_long_the_interval() -> None:
     limit, clock, changes = make()
+    fill(limit, 50)
     answer(limit, clock, FAST)
     for _ in range(CONFIG.min_samples - 2):
         clock.advance(10.0)
@@ -192,9 +213,10 @@ def test_routes_are_measured_against_their_own_baseline() -> None:
     """A route whose answers always take 0.5 s is not a queue next to one taking 0.01 s."""
     limit, clock, changes = make()
     for _ in range(20):
-        interval(limit, clock, FAST, route="/api/users/{user_id}")
-        interval(limit, clock, 0.5, route="/api/trips/{trip_id}/payment")
-    assert changes.seen == []
+        interval(limit, clock, FAST, route="/api/users/{user_id}", held=pressing(limit))
+        interval(limit, clock, 0.5, route="/api/trips/{trip_id}/payment", held=pressing(limit))
+    assert changes.seen != []
+    assert all(new > old for old, new in changes.seen)
 
 
 def test_the_limit_grows_only_while_it_is_used() -> None:
@@ -211,10 +233,10 @@ def test_the_limit_recovers_once_the_queue_drains() -> None:
     limit, clock, _ = make()
     interval(limit, clock, FAST)
     for _ in range(10):
-        interval(limit, clock, FAST + 0.2)
+        interval(limit, clock, FAST + 0.2, held=pressing(limit))
     assert limit.limit == CONFIG.min_limit
     for _ in range(30):
-        interval(limit, clock, FAST, held=int(limit.limit))
+        interval(limit, clock, FAST, held=pressing(limit))
     assert limit.limit > CONFIG.initial_limit
 
 
@@ -222,11 +244,11 @@ def test_a_route_that_became_slower_for_good_is_learnt_again_within_the_window()
     limit, clock, changes = make()
     interval(limit, clock, FAST)
     while clock.now < 100.0 + CONFIG.baseline_window_s:
-        interval(limit, clock, FAST + 0.2)
+        interval(limit, clock, FAST + 0.2, held=pressing(limit))
     cut = len(changes.seen)
     assert limit.limit == CONFIG.min_limit
     for _ in range(30):
-        interval(limit, clock, FAST + 0.2, held=int(limit.limit))
+        interval(limit, clock, FAST + 0.2, held=pressing(limit))
     assert all(new > old for old, new in changes.seen[cut:])
     assert limit.limit > CONFIG.min_limit
 
@@ -236,8 +258,9 @@ def test_a_silence_longer_than_the_window_forgets_every_baseline() -> None:
     interval(limit, clock, FAST)
     clock.advance(2 * CONFIG.baseline_window_s)
     for _ in range(5):
-        interval(limit, clock, FAST + 0.2)
-    assert changes.seen == []
+        interval(limit, clock, FAST + 0.2, held=pressing(limit))
+    assert changes.seen != []
+    assert all(new > old for old, new in changes.seen)
 
 
 # Operations: acquire at a rank, complete the oldest with a latency, abandon the oldest, or let

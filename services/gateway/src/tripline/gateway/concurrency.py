@@ -17,18 +17,22 @@ different routes are comparable where raw latencies are not, and one target serv
 The baseline is the minimum over two halves of the window (the older half forgotten at each
 turn), so a route that became slower for good is learnt again within one window.
 
-**Control: a multiplicative decrease on the median, an additive increase when in use.** Every
-``interval_s``, once at least ``min_samples`` requests have completed, the median queueing
-delay of the interval decides (the median: a burst or one slow request does not move it, a
-standing queue does):
+**Control: a multiplicative decrease on the median, an additive increase, only when in use.**
+Every ``interval_s``, once at least ``min_samples`` requests have completed, the interval
+decides. The limit moves only if the interval's peak of requests in flight reached the point
+where ``LOW`` is refused, i.e. the limit was pressed (Netflix's Gradient2 holds an
+"app-limited" limit the same way). A limit nobody presses is not what makes answers slow: a
+machine starved by other work, or one slow dependency under light traffic, must not shrink it
+to where it sheds (measured: without this rule the release gate's smoke run, on a busy
+machine, shed a tenth of its normal requests); nor must an idle hour grow it to ``max_limit``
+for the next flood to meet. A flood, or a hung dependency (its requests pile up in flight by
+Little's law), presses it. Then the median queueing delay decides (the median: a burst or one
+slow request does not move it, a standing queue does):
 
 - above ``target_s``: the limit is multiplied by ``target / delay``, kept between 0.5 and 0.9,
   a gradient as in Netflix's concurrency-limits: twice the target halves it, a little above
   cuts 10 %;
-- otherwise, when the interval's peak of requests in flight reached the point where ``LOW`` is
-  refused (so the limit was constraining someone), the limit grows by its square root (fast
-  from small limits, gentle at large ones); an upstream used below that keeps its limit, so an
-  idle hour does not grow it to ``max_limit`` for the next flood to meet.
+- otherwise the limit grows by its square root (fast from small limits, gentle at large ones).
 
 The limit stays in ``[min_limit, max_limit]``. A hung upstream completes nothing and so moves
 no limit; its requests in flight reach the limit, and that alone refuses more.
@@ -53,7 +57,8 @@ Parameters (``LimitConfig``; the gateway's settings give them):
 - ``initial_limit`` = 100, ``min_limit`` = 5, ``max_limit`` = 1000: a new gateway admits a
   hundred requests in flight per upstream before anything has been measured (far more than a
   healthy upstream needs: 1,000 answers a second at 20 ms is 20); at least 5 so that answers
-  keep coming to measure recovery by; at most the connections the proxy may open.
+  keep coming to measure recovery by; at most 1000, a ceiling on growth in the order of what the
+  proxy's pools let through (500 connections per replica).
 - ``baseline_window_s`` = 60: how long a route's fastest answer is remembered.
 - ``low_share`` = 0.5 and ``in_trip_share`` = 1.25: the thresholds of ``LOW`` and ``IN_TRIP``
   as shares of the limit.
@@ -251,13 +256,13 @@ class AdaptiveLimit:
         median_s = delays[len(delays) // 2]
         self._queue_delay_s = median_s
         old = self._limit
-        if median_s > config.target_s:
+        if self._peak < config.low_share * old:
+            new = old
+        elif median_s > config.target_s:
             factor = min(SLOWEST_DECREASE, max(FASTEST_DECREASE, config.target_s / median_s))
             new = max(config.min_limit, old * factor)
-        elif self._peak >= config.low_share * old:
-            new = min(config.max_limit, old + math.sqrt(old))
         else:
-            new = old
+            new = min(config.max_limit, old + math.sqrt(old))
         self._delays.clear()
         self._interval_start = now
         self._peak = self._in_flight
