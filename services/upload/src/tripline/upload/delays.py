@@ -110,7 +110,7 @@ class DelayNotifier:
         for upload_id in await self._queue.queued_ids():
             waiting = await self._queue.waiting(upload_id, capacity)
             if not waiting.delayed or (waiting.paused and not tell_pause):
-                # Later uploads wait at least as long only when the rate holds; check them all.
+                # The line is walked from its head: an upload on time says nothing of later ones.
                 continue
             record = await self._records.get(upload_id)
             if record is None:
