@@ -134,7 +134,7 @@ async def test_a_killed_documents_worker_degrades_health_and_pauses_the_wait(
             assert completed.status_code == 202, completed.text
 
             body = await platform(front, "degraded")
-            # Measured, not asserted: how long the platform told a lie (see the PR's notes).
+            # Reported, never asserted (a test checks behaviour, not time): how long it lied.
             print(f"degraded {time.monotonic() - killed_at:.2f} s after the SIGKILL")
             assert body["dependencies"]["queues"] == "degraded"
             view = (await front.get("/api/admin/health", headers=ADMIN)).json()
