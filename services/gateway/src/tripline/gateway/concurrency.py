@@ -23,11 +23,11 @@ decides. The limit moves only if the interval's peak of requests in flight reach
 where ``LOW`` is refused, i.e. the limit was pressed (Netflix's Gradient2 holds an
 "app-limited" limit the same way). A limit nobody presses is not what makes answers slow: a
 machine starved by other work, or one slow dependency under light traffic, must not shrink it
-to where it sheds (measured: without this rule the release gate's smoke run, on a busy
-machine, shed a tenth of its normal requests); nor must an idle hour grow it to ``max_limit``
-for the next flood to meet. A flood, or a hung dependency (its requests pile up in flight by
-Little's law), presses it. Then the median queueing delay decides (the median: a burst or one
-slow request does not move it, a standing queue does):
+to where it sheds requests that cost the upstream little; nor must an idle hour grow it to
+``max_limit`` for the next flood to meet. A flood, or answers slow enough that requests pile up
+in flight (Little's law: at 40 a second, answers of 1.25 s hold 50), presses it. Then the
+median queueing delay decides (the median: a burst or one slow request does not move it, a
+standing queue does):
 
 - above ``target_s``: the limit is multiplied by ``target / delay``, kept between 0.5 and 0.9,
   a gradient as in Netflix's concurrency-limits: twice the target halves it, a little above
