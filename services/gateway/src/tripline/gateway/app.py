@@ -282,7 +282,6 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 redis,
                 fallback_divisor=settings.gateway_replicas,
                 timeout_s=settings.limit_redis_timeout_s,
-                retry_after_failure_s=settings.limit_redis_retry_s,
                 on_mode_change=metrics.degraded,
             )
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from tripline.common.breaker import BreakerState
+from tripline.common.breaker import BREAKER_STATE_VALUES, BreakerState
 from tripline.common.ratelimit import Decision, Source, Tier
 from tripline.gateway.activetrips import Outcome
 from tripline.gateway.concurrency import AdaptiveLimit
 from tripline.gateway.shedding import Priority, Rank
 from tripline.gateway.upstreamload import Cause
 
-BREAKER_STATE_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 

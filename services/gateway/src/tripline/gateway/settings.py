@@ -46,7 +46,6 @@ class GatewaySettings(ServiceSettings):
     # Replicas sharing the limits: each takes this share of a limit while Redis is away.
     gateway_replicas: int = Field(default=1, ge=1)
     limit_redis_timeout_s: float = Field(default=0.25, gt=0)
-    limit_redis_retry_s: float = Field(default=5.0, gt=0)
     # Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated).
     trusted_proxies: CsvList = Field(default_factory=list)
 
