@@ -8,7 +8,6 @@ removes an upload when it starts processing it and records each finish in ``docu
 
 from __future__ import annotations
 
-import math
 from enum import StrEnum
 
 QUEUE_KEY = "documents:queue"
@@ -31,20 +30,3 @@ class UploadStatus(StrEnum):
     @property
     def finished(self) -> bool:
         return self in (UploadStatus.VERIFIED, UploadStatus.REJECTED, UploadStatus.FAILED)
-
-
-def estimate_wait_s(
-    position: int, *, finished_recently: int, concurrency: int, default_seconds_per_document: float
-) -> float:
-    """Seconds until the document at ``position`` (1 = next) is processed.
-
-    From the measured rate (``finished_recently`` in the last :data:`RATE_WINDOW_S`) when there
-    is one, else from the expected time per document spread over ``concurrency`` workers.
-    """
-    if position <= 0:
-        return 0.0
-    if finished_recently > 0:
-        per_second = finished_recently / RATE_WINDOW_S
-    else:
-        per_second = concurrency / default_seconds_per_document
-    return math.ceil(position / per_second)

@@ -70,7 +70,6 @@ def create_app(settings: UploadSettings) -> Starlette:
             queue = DocumentQueue(
                 redis,
                 producer,
-                concurrency=settings.document_concurrency,
                 expected_s=settings.document_expected_s,
                 delay_threshold_s=settings.delay_threshold_s,
             )

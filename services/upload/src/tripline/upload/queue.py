@@ -126,11 +126,7 @@ def capacity_from(
 
 
 class DocumentQueue:
-    """Enqueues uploads and tells where each stands.
-
-    ``concurrency`` is no longer read: each live worker reports its own. It is accepted until
-    the app factory stops passing ``DOCUMENT_CONCURRENCY``.
-    """
+    """Enqueues uploads and tells where each stands (capacity: what live workers report)."""
 
     def __init__(
         self,
@@ -139,10 +135,8 @@ class DocumentQueue:
         *,
         expected_s: float,
         delay_threshold_s: float,
-        concurrency: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        del concurrency
         self._redis = redis
         self._producer = producer
         self._expected_s = expected_s

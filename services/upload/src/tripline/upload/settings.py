@@ -18,7 +18,6 @@ class UploadSettings(ServiceSettings):
     # The documents queue as drivers see it: the worker's concurrency and the expected time per
     # document (used until a processing rate has been measured), and the wait past which an
     # upload counts as delayed and its driver is told once.
-    document_concurrency: int = Field(default=10, ge=1)
     document_expected_s: float = Field(default=2.0, gt=0)
     delay_threshold_s: float = Field(default=300.0, gt=0)
     delay_check_interval_s: float = Field(default=30.0, gt=0)
