@@ -14,6 +14,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from structlog.testing import capture_logs
 
+from tripline.common.breaker import BreakerState, CircuitBreaker
+from tripline.devstack.fakes import FakeClock
 from tripline.devstack.harness import scaled, serve_app
 from tripline.devstack.ports import free_port
 from tripline.monitor.alerting import Alert, Notice, NoticeKind, Severity
@@ -256,18 +258,40 @@ async def test_a_webhook_that_is_down_raises_nothing(client: httpx.AsyncClient) 
     assert failed["attempts"] == 3
 
 
-async def test_a_webhook_that_never_answers_is_cut_off_by_the_timeout(
+async def test_a_webhook_that_never_answers_is_cut_off_by_the_timeout_and_not_tried_again(
     receiver: Receiver, client: httpx.AsyncClient
 ) -> None:
     receiver.hold = asyncio.Event()
-    notifier = AlertNotifier(client, receiver.url, timeout_s=0.2, attempts=2, sleep=Sleeps())
+    notifier = AlertNotifier(client, receiver.url, timeout_s=0.2, attempts=3, sleep=Sleeps())
     started = time.monotonic()
     with capture_logs() as logs:
         await notifier.deliver([FIRING])
     assert time.monotonic() - started < scaled(2)
-    assert len(receiver.bodies) == 2
+    assert len(receiver.bodies) == 1
     (failed,) = [entry for entry in logs if entry["event"] == "alert webhook failed"]
     assert failed["error"] == "TimeoutError"
+    assert failed["attempts"] == 1
+
+
+async def test_after_a_failed_batch_the_webhook_is_left_alone_until_the_breaker_lets_one_through(
+    receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("alert-webhook", failure_threshold=1, reset_timeout_s=60, clock=clock)
+    receiver.answers = [PlainTextResponse("down", 503)]
+    notifier = AlertNotifier(client, receiver.url, attempts=1, sleep=Sleeps(), breaker=breaker)
+    await notifier.deliver([FIRING])
+    with capture_logs() as logs:
+        await notifier.deliver([RESOLVED])
+    assert receiver.bodies == [slack_payload(FIRING)]
+    assert [entry["event"] for entry in logs] == [
+        "alert resolved",
+        "alert webhook left alone after failing",
+    ]
+    clock.advance(60)
+    await notifier.deliver([RESOLVED])
+    assert receiver.bodies == [slack_payload(FIRING), slack_payload(RESOLVED)]
+    assert breaker.state is BreakerState.CLOSED
 
 
 async def test_a_url_that_is_not_http_is_refused_without_echoing_it(

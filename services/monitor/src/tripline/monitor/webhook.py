@@ -2,6 +2,9 @@
 
 Delivery never raises: a webhook that is down must not stop the next evaluation, so failures are
 logged and the notice is dropped (the log line, and ``GET /api/admin/alerts``, still have it).
+Evaluation waits on delivery, so a webhook that hangs must not cost its timeout every
+evaluation: a timed-out POST is not tried again, and a breaker skips the webhook after a batch
+it failed, letting one batch through again after ``WEBHOOK_RETRY_AFTER_S``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from tripline.common.breaker import CircuitBreaker
 from tripline.common.logs import get_logger
 from tripline.monitor.alerting import Alert, Notice, NoticeKind, Severity
 
@@ -20,6 +24,8 @@ log = get_logger(__name__)
 
 # A Retry-After longer than this is not waited for: evaluation waits on delivery.
 RETRY_AFTER_CAP_S = 30.0
+# After a batch the webhook failed, it is left alone this long (evaluations run every 15 s).
+WEBHOOK_RETRY_AFTER_S = 60.0
 
 _TAGS = {
     NoticeKind.FIRING: "[FIRING]",
@@ -79,9 +85,11 @@ def _retry_after_s(response: httpx.Response) -> float | None:
 class AlertNotifier:
     """Logs every notice and posts it to ``webhook_url`` (when set) through ``client``.
 
-    Each POST is bounded by ``timeout_s`` as a whole; network errors, timeouts, 5xx and 429 are
-    tried again, up to ``attempts`` POSTs per notice, waiting ``backoff_s`` doubled each time
-    (or the 429's ``Retry-After``, capped at ``RETRY_AFTER_CAP_S``). Any other answer is final.
+    Each POST is bounded by ``timeout_s`` as a whole; network errors, 5xx and 429 are tried
+    again, up to ``attempts`` POSTs per notice, waiting ``backoff_s`` doubled each time (or the
+    429's ``Retry-After``, capped at ``RETRY_AFTER_CAP_S``); a timeout is not (a webhook that
+    hung will not answer a retry sooner). Any other answer is final. A batch the webhook failed
+    opens ``breaker``: the next batches are only logged until it lets one through again.
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class AlertNotifier:
         attempts: int = 3,
         backoff_s: float = 1.0,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
             # The URL carries a secret in Slack's scheme: never echo it back in the error.
@@ -109,6 +118,9 @@ class AlertNotifier:
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._sleep = sleep
+        self._breaker = breaker or CircuitBreaker(
+            "alert-webhook", failure_threshold=1, reset_timeout_s=WEBHOOK_RETRY_AFTER_S
+        )
 
     async def deliver(self, notices: Sequence[Notice]) -> None:
         """Log each notice, then post them in order; never raises.
@@ -119,14 +131,25 @@ class AlertNotifier:
         """
         for notice in notices:
             _log_notice(notice)
-        if self._url is None:
+        if self._url is None or not notices:
             return
-        for index, notice in enumerate(notices):
-            if not await self._post(self._url, notice):
-                skipped = len(notices) - index - 1
-                if skipped:
-                    log.warning("alert webhook unreachable, notices not posted", skipped=skipped)
-                return
+        if not self._breaker.try_acquire():
+            log.warning("alert webhook left alone after failing", skipped=len(notices))
+            return
+        try:
+            for index, notice in enumerate(notices):
+                if not await self._post(self._url, notice):
+                    skipped = len(notices) - index - 1
+                    if skipped:
+                        log.warning(
+                            "alert webhook unreachable, notices not posted", skipped=skipped
+                        )
+                    self._breaker.record_failure()
+                    return
+        except BaseException:
+            self._breaker.release()
+            raise
+        self._breaker.record_success()
 
     async def _post(self, url: str, notice: Notice) -> bool:
         """Post one notice; ``False`` only when the webhook stayed unreachable or failing (a
@@ -138,7 +161,10 @@ class AlertNotifier:
                 # The whole exchange, not each read: a webhook dripping bytes is cut off too.
                 async with asyncio.timeout(self._timeout_s):
                     response = await self._client.post(url, json=payload)
-            except (httpx.HTTPError, TimeoutError) as exc:
+            except (httpx.TimeoutException, TimeoutError) as exc:
+                outcome = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                break
+            except httpx.HTTPError as exc:
                 outcome = f"{type(exc).__name__}: {exc}".rstrip(": ")
             else:
                 if response.is_success:
@@ -168,7 +194,7 @@ class AlertNotifier:
             "alert webhook failed",
             alert_id=notice.alert.id,
             kind=notice.kind.value,
-            attempts=self._attempts,
+            attempts=attempt,
             error=outcome,
         )
         return False
