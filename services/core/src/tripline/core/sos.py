@@ -35,6 +35,7 @@ from tripline.common.notifications import Notification, notification_id, queue_n
 from tripline.common.validation import parse_body
 from tripline.core.context import Core, core_of
 from tripline.core.models import SosRequest
+from tripline.core.user_routes import load_profile
 
 log = get_logger(__name__)
 
@@ -214,34 +215,35 @@ class Sos:
         await queue_notifications(self.core.redis, self.producer, notifications)
 
     async def _contact_phone(self, rider_id: str | None) -> str | None:
+        # Through the profile caches (the rider's app keeps theirs warm) and the last known
+        # copy: an SOS must not queue behind a busy database for a phone number.
         if rider_id is None:
             return None
         try:
-            profile = await self.core.users.get(rider_id, stale_ok=True)
+            profile = (await load_profile(self.core, rider_id, own=True)).value
         except DependencyUnavailable:
             return None
-        contact = (profile or {}).get("emergency_contact") or {}
+        contact = (profile if isinstance(profile, dict) else {}).get("emergency_contact") or {}
         phone = contact.get("phone")
         return phone if isinstance(phone, str) else None
 
 
 async def trip_parties(core: Core, trip_id: str) -> tuple[str, str | None]:
-    """The trip's rider and driver: from MongoDB, or from the Redis parties record when MongoDB
-    does not answer, so an SOS never needs the database.
+    """The trip's rider and driver: from the Redis parties record core keeps on every change
+    of the trip, else from MongoDB, so an SOS neither waits behind a busy database nor needs
+    one that is down.
 
     Raises :class:`NotFound` when neither knows the trip, :class:`DependencyUnavailable` when
-    MongoDB is down and Redis cannot tell.
+    Redis cannot tell and MongoDB does not answer.
     """
     try:
-        document = await core.trips.get(trip_id)
-    except DependencyUnavailable:
-        try:
-            recorded = await read_parties(core.redis, trip_id)
-        except (RedisError, OSError) as exc:
-            raise DependencyUnavailable("mongodb") from exc
-        if recorded is None or recorded["rider_id"] is None:
-            raise NotFound(f"no trip {trip_id}") from None
+        recorded = await read_parties(core.redis, trip_id)
+    except (RedisError, OSError) as exc:
+        log.warning("trip parties not read from Redis", trip_id=trip_id, error=repr(exc))
+        recorded = None
+    if recorded is not None and recorded["rider_id"] is not None:
         return recorded["rider_id"], recorded["driver_id"]
+    document = await core.trips.get(trip_id)
     if document is None:
         raise NotFound(f"no trip {trip_id}")
     driver_id = document.get("driver_id")
