@@ -58,6 +58,20 @@ def test_text_lists_the_failed_checks_under_the_line() -> None:
     assert lines[1:] == ["    - lost: 2 writes lost", "    - critical: 190 of 200"]
 
 
+def test_text_gives_the_context_a_failure_is_read_with() -> None:
+    row = {
+        **ROW,
+        "exited": {"worker-documents": 1},
+        "upload_states": {"all": {"verified": 9, "queued": 3, "processing": 1}},
+        "cpu_during_fault": {"cores": 2, "busy": 1.9, "this_run": 0.8, "others": 1.1},
+    }
+    assert text(row).splitlines()[3:] == [
+        "    (exited by itself: worker-documents (code 1))",
+        "    (uploads of any client still queued or processing: 4)",
+        "    (CPU during the fault: 1.9 of 2 cores busy, 1.1 of them other work than this run)",
+    ]
+
+
 def test_write_keeps_the_latest_row_per_fault_in_the_faults_order(tmp_path: Path) -> None:
     write(tmp_path, {**ROW, "fault": "s3-hang", "recovery_s": 1.0}, ["redis-hang", "s3-hang"])
     write(tmp_path, ROW, ["redis-hang", "s3-hang"])

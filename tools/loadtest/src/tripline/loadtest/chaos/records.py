@@ -45,8 +45,9 @@ class Accepted:
 
     - ``sos``: SOS id → the unique message it carried; ``sos_sent``: every message sent,
       acknowledged or not (a second archived copy of any of them is a duplicate);
-    - ``trips``: trips created (201); ``status_events``: trip id → the event ids of its
-      acknowledged status changes (200 applied, 202 queued), ``<user>:<Idempotency-Key>``;
+    - ``trips``: trips requested (201 made, 202 queued); ``status_events``: trip id → the event
+      ids of its acknowledged status changes (200 applied, 202 queued), as core records them,
+      ``<user>:<Idempotency-Key>``;
     - ``payments``: trips whose payment was acknowledged (200 confirmed or 202 pending);
     - ``uploads``: uploads whose completion was acknowledged (202 queued);
     - ``points``: (trip id, ts) of every location point acknowledged (202, not rejected).

@@ -65,11 +65,31 @@ def markdown(rows: Iterable[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def context(row: Mapping[str, Any]) -> list[str]:
+    """What a reader of a failed row wants next: processes that ended by themselves, uploads
+    of any client left unfinished, and how busy the machine was with other work."""
+    said = []
+    exited = row.get("exited") or {}
+    if exited:
+        said.append("exited by itself: " + ", ".join(f"{n} (code {c})" for n, c in exited.items()))
+    every = (row.get("upload_states") or {}).get("all") or {}
+    stuck = sum(every.get(status, 0) for status in ("queued", "processing"))
+    if stuck:
+        said.append(f"uploads of any client still queued or processing: {stuck}")
+    cpu = row.get("cpu_during_fault") or {}
+    if isinstance(cpu.get("others"), int | float):
+        said.append(
+            f"CPU during the fault: {cpu['busy']} of {cpu['cores']} cores busy, "
+            f"{cpu['others']} of them other work than this run"
+        )
+    return said
+
+
 def text(row: Mapping[str, Any]) -> str:
-    """One row as a line of text with its failed checks' sentences below it."""
+    """One row as a line of text with its failed checks' sentences and its context below."""
     line = "  ".join(f"{name}: {cell}" for name, cell in zip(COLUMNS, cells(row), strict=True))
     failed = [f"    - {c['name']}: {c['message']}" for c in row.get("checks", []) if not c["ok"]]
-    return "\n".join([line, *failed])
+    return "\n".join([line, *failed, *(f"    ({said})" for said in context(row))])
 
 
 def write(folder: Path, row: Mapping[str, Any], order: Sequence[str]) -> list[dict[str, Any]]:

@@ -164,6 +164,14 @@ async def _experiment(
     phases.done("settle_and_verify")
     _keep_raw(run_dir, log, looks, timeline)
     gateway = await _gateway_counts(target.http, stack.gateway_url, run_dir)
+    # A process that ended by itself (not the one the fault killed and started again).
+    exited = {
+        name: server.process.popen.returncode
+        for name, server in stack.servers.items()
+        if server.process is not None
+        and server.process.popen is not None
+        and server.process.popen.poll() is not None
+    }
     return figures.row(
         fault=fault.name,
         description=fault.description,
@@ -184,6 +192,7 @@ async def _experiment(
             "background": k6,
             "cpu_during_fault": machine,
             "gateway": gateway,
+            "exited": exited,
         },
     )
 

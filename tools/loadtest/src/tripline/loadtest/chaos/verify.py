@@ -159,14 +159,18 @@ async def settle(
         await asyncio.sleep(LOOK_EVERY_S)
 
 
-async def upload_states(stores: Stores, accepted: Accepted) -> dict[str, int]:
-    """How many acknowledged uploads are in each status (to tell stuck from failed)."""
-    states: Counter[str] = Counter()
-    async for doc in stores.db.uploads.find(
-        {"_id": {"$in": list(accepted.uploads)}}, {"status": 1}
-    ):
-        states[str(doc.get("status"))] += 1
-    return dict(states)
+async def upload_states(stores: Stores, accepted: Accepted) -> dict[str, dict[str, int]]:
+    """How many uploads are in each status: the client's acknowledged ones (to tell stuck from
+    failed) and every upload of the run, k6's included (whose ids no client recorded: one
+    still ``queued`` or ``processing`` after the settle window is stuck, whoever sent it)."""
+    mine: Counter[str] = Counter()
+    every: Counter[str] = Counter()
+    async for doc in stores.db.uploads.find({}, {"status": 1}):
+        status = str(doc.get("status"))
+        every[status] += 1
+        if doc["_id"] in accepted.uploads:
+            mine[status] += 1
+    return {"client": dict(mine), "all": dict(every)}
 
 
 async def _stored_points(stores: Stores, accepted: Accepted) -> Counter[tuple[str, float]]:
