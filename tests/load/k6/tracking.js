@@ -185,6 +185,7 @@ export async function tracking(data) {
       { idempotencyKey: `${plan.run_id}-sos-${trip.id}-${exec.scenario.iterationInTest}` },
     );
     m.sosOk.add(sos.res.status === 202 ? 1 : 0);
+    m.sosMs.add(sos.res.timings.duration);
     await sleepMs(holdMs - at);
   } else {
     await sleepMs(holdMs);

@@ -91,6 +91,7 @@ async function riderSession(who, p, deadline) {
         { idempotencyKey: `${who.name}-sos-${tripId}` },
       );
       m.sosOk.add(sos.res.status === 202 ? 1 : 0);
+      m.sosMs.add(sos.res.timings.duration);
     }
   }
   if (status === 'completed') {

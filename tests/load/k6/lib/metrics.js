@@ -14,6 +14,8 @@ export const errors = new Rate('tl_errors');
 export const unexpected5xx = new Counter('tl_unexpected_5xx');
 // SOS raised: 1 when the first attempt was accepted (202), 0 otherwise.
 export const sosOk = new Rate('tl_sos_ok');
+// SOS raised: the first attempt's latency, ms (the critical class mixes it with tracking).
+export const sosMs = new Trend('tl_sos_ms', true);
 // Trips requested, accepted by a driver, completed, paid.
 export const trips = new Counter('tl_trips');
 // Driver's send to a subscriber's receive, ms (same k6 clock on both ends).
