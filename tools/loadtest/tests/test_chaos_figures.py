@@ -51,26 +51,38 @@ def test_the_window_holds_what_was_sent_inside_it() -> None:
 def test_sos_latency_is_measured_after_the_first_slow_one_has_answered() -> None:
     during = [sos(100, 2.5), sos(100.5, 2.0), sos(101, 1.6), sos(103, 0.05), sos(104, 0.08)]
 
-    p99, how = sos_after_first_timeout(during, end=120)
+    after = sos_after_first_timeout(during, end=120)
 
-    assert p99 == pytest.approx(0.08)
-    assert "2 SOS after it" in how
+    assert after.p99_s == pytest.approx(0.08)
+    assert (after.sent, after.failed, after.ok) == (2, 0, True)
+    assert "2 SOS after it" in after.how
 
 
 def test_a_failed_sos_counts_as_the_first_timeout() -> None:
     during = [sos(100, 0.01, ok=False), sos(100.5, 1.2)]
-    assert sos_after_first_timeout(during, end=120)[0] == pytest.approx(1.2)
+    after = sos_after_first_timeout(during, end=120)
+    assert after.p99_s == pytest.approx(1.2)
+    assert not after.ok
+
+
+def test_a_fast_refusal_after_the_first_timeout_is_no_fast_sos() -> None:
+    during = [sos(100, 3.0)] + [sos(104 + n / 10, 0.02, ok=n % 2 == 0) for n in range(10)]
+    after = sos_after_first_timeout(during, end=120)
+    assert (after.sent, after.failed, after.ok, after.p99_ms) == (10, 5, False, None)
+    assert after.said() == "5 of 10 SOS refused or unanswered"
 
 
 def test_no_sos_after_the_first_slow_one_is_no_measurement() -> None:
-    p99, _ = sos_after_first_timeout([sos(100, 25.0), sos(101, 24.0)], end=120)
-    assert p99 is None
+    after = sos_after_first_timeout([sos(100, 25.0), sos(101, 24.0)], end=120)
+    assert after.p99_s is None
+    assert not after.ok
+    assert after.said() == "no SOS measured"
 
 
 def test_without_a_slow_sos_every_sos_counts() -> None:
-    p99, how = sos_after_first_timeout([sos(100, 0.2), sos(101, 0.3)], end=120)
-    assert p99 == pytest.approx(0.3)
-    assert how == "no SOS was slow"
+    after = sos_after_first_timeout([sos(100, 0.2), sos(101, 0.3)], end=120)
+    assert after.p99_s == pytest.approx(0.3)
+    assert after.how == "no SOS was slow"
 
 
 def test_a_healthy_fault_passes_every_check() -> None:

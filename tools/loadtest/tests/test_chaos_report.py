@@ -40,6 +40,11 @@ def test_cells_say_each_figure_with_its_unit() -> None:
     ]
 
 
+def test_sos_that_failed_after_the_first_timeout_are_counted() -> None:
+    row = {**ROW, "sos_p99_after_first_timeout_ms": None, "sos_failed_after_first_timeout": 7}
+    assert cells(row)[3] == "7 failed"
+
+
 def test_unmeasured_figures_show_as_such() -> None:
     bare = {"fault": "x", "ok": True, "recovery_s": None, "checks": []}
     assert cells(bare) == ["x", "-", "-", "-", "not recovered", "-", "-", "PASS"]

@@ -11,8 +11,8 @@ The promises each fault is judged on (the issue's, with DESIGN.md's "SOS is neve
 - ``critical``: at least 99.9 % of the critical requests (SOS, location posts) sent while the
   fault lasted were accepted;
 - ``sos_after_first_timeout``: once one SOS has been slow (1 s or more, or failed), the SOS
-  sent after it answered within 1 s at p99: a hung dependency may cost its timeout once, not
-  on every SOS;
+  sent after it were accepted within 1 s at p99 (a refused one never was): a hung dependency
+  may cost its timeout once, not on every SOS;
 - ``recovery``: after the fault ends, with no service restarted, ``/health`` is ``ok`` and a
   write is applied directly (not queued) within the bound.
 
@@ -87,20 +87,51 @@ def window_figures(attempts: Sequence[Attempt]) -> dict[str, Any]:
     }
 
 
-def sos_after_first_timeout(sos: Sequence[Attempt], end: float) -> tuple[float | None, str]:
-    """The p99 latency of the SOS sent during the fault after the first slow one had answered
-    (or failed), and how it was found; None when no SOS was sent in that span."""
+@dataclass(frozen=True)
+class SosAfterTimeout:
+    """The SOS sent during the fault once the first slow one had answered (or failed): their
+    p99 latency, a refused or unanswered one counting as never answered (``inf``), so the p99
+    is infinite once more than 1 % of them failed; None when there were none."""
+
+    p99_s: float | None
+    sent: int
+    failed: int
+    how: str
+
+    @property
+    def ok(self) -> bool:
+        return self.p99_s is not None and self.p99_s < SOS_AFTER_TIMEOUT_S
+
+    @property
+    def p99_ms(self) -> float | None:
+        """The p99 in ms, None when not measured or infinite (see ``failed``)."""
+        return ms(self.p99_s) if self.p99_s is not None and math.isfinite(self.p99_s) else None
+
+    def said(self) -> str:
+        if self.p99_s is None:
+            return "no SOS measured"
+        if not math.isfinite(self.p99_s):
+            return f"{self.failed} of {self.sent} SOS refused or unanswered"
+        return f"SOS p99 {self.p99_s * 1000:.0f} ms"
+
+
+def sos_after_first_timeout(sos: Sequence[Attempt], end: float) -> SosAfterTimeout:
+    """The SOS sent in the fault window (up to ``end``) after the first slow one (1 s or more,
+    or failed) had answered; every SOS of the window when none was slow."""
     ordered = sorted(sos, key=lambda a: a.sent_at)
     first_slow = next((a for a in ordered if not a.ok or a.latency_s >= SLOW_S), None)
     if first_slow is None:
-        return percentile((a.latency_s for a in ordered), 0.99), "no SOS was slow"
-    after = [a for a in ordered if first_slow.done_at <= a.sent_at <= end]
-    how = (
-        f"first slow SOS sent {first_slow.sent_at - ordered[0].sent_at:.1f} s into the fault, "
-        f"answered {first_slow.status or 'nothing'} after {first_slow.latency_s:.2f} s; "
-        f"{len(after)} SOS after it"
-    )
-    return percentile((a.latency_s for a in after), 0.99), how
+        after, how = ordered, "no SOS was slow"
+    else:
+        after = [a for a in ordered if first_slow.done_at <= a.sent_at <= end]
+        how = (
+            f"first slow SOS sent {first_slow.sent_at - ordered[0].sent_at:.1f} s into the "
+            f"fault, answered {first_slow.status or 'nothing'} after "
+            f"{first_slow.latency_s:.2f} s; {len(after)} SOS after it"
+        )
+    latencies = [a.latency_s if a.ok else math.inf for a in after]
+    failed = sum(1 for a in after if not a.ok)
+    return SosAfterTimeout(percentile(latencies, 0.99), len(after), failed, how)
 
 
 def recovery_check(timeline: Timeline, bound_s: float) -> Check:
@@ -144,14 +175,13 @@ def verdicts(
             + f", at least {CRITICAL_SUCCESS:.1%} required",
         )
     )
-    p99, how = sos_after_first_timeout([a for a in during if a.kind == "sos"], timeline.fault_end)
+    sos = sos_after_first_timeout([a for a in during if a.kind == "sos"], timeline.fault_end)
     checks.append(
         Check(
             "sos_after_first_timeout",
-            p99 is not None and p99 < SOS_AFTER_TIMEOUT_S,
-            (f"SOS p99 {p99 * 1000:.0f} ms" if p99 is not None else "no SOS measured")
-            + f" after the first slow one, under {SOS_AFTER_TIMEOUT_S * 1000:.0f} ms required "
-            f"({how})",
+            sos.ok,
+            f"{sos.said()} after the first slow one, accepted within "
+            f"{SOS_AFTER_TIMEOUT_S * 1000:.0f} ms at p99 required ({sos.how})",
         )
     )
     checks.append(recovery_check(timeline, recovery_bound_s))
@@ -191,7 +221,7 @@ def row(
         twice=twice,
         recovery_bound_s=recovery_bound_s,
     )
-    sos_p99, _ = sos_after_first_timeout([a for a in during if a.kind == "sos"], timeline.fault_end)
+    sos = sos_after_first_timeout([a for a in during if a.kind == "sos"], timeline.fault_end)
     figures = window_figures(during)
     return {
         "fault": fault,
@@ -202,7 +232,8 @@ def row(
         "critical_before": window_figures(before),
         "critical_success": figures["all"]["success"],
         "critical_p99_ms": figures["all"]["p99_ms"],
-        "sos_p99_after_first_timeout_ms": ms(sos_p99),
+        "sos_p99_after_first_timeout_ms": sos.p99_ms,
+        "sos_failed_after_first_timeout": sos.failed,
         "recovery_s": None if timeline.recovery_s is None else round(timeline.recovery_s, 1),
         "settle_s": None if settle_s is None else round(settle_s, 1),
         "accepted": dict(accepted),

@@ -26,6 +26,14 @@ def _ms(value: object) -> str:
     return f"{value:,.0f} ms" if isinstance(value, int | float) else "-"
 
 
+def _sos(row: Mapping[str, Any]) -> str:
+    failed = row.get("sos_failed_after_first_timeout")
+    p99 = row.get("sos_p99_after_first_timeout_ms")
+    if p99 is None and failed:
+        return f"{failed} failed"
+    return _ms(p99)
+
+
 def _counts(total: object, per: object) -> str:
     if not isinstance(per, Mapping) or not total:
         return str(total if total is not None else "-")
@@ -47,7 +55,7 @@ def cells(row: Mapping[str, Any]) -> list[str]:
         str(row.get("fault")),
         critical,
         _ms(row.get("critical_p99_ms")),
-        _ms(row.get("sos_p99_after_first_timeout_ms")),
+        _sos(row),
         f"{recovery:.1f} s" if isinstance(recovery, int | float) else "not recovered",
         _counts(row.get("lost_total"), row.get("lost")),
         _counts(row.get("twice_total"), row.get("twice")),
