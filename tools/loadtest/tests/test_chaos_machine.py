@@ -40,3 +40,15 @@ def test_the_rest_is_the_machine_minus_this_run(
     assert figures["busy"] == 1.5
     assert figures["this_run"] == 0.5
     assert figures["others"] == 1.0
+
+
+def test_load_tests_are_the_k6_processes(tmp_path: Path) -> None:
+    for pid, name in ((11, "k6"), (12, "python"), (13, "k6")):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "comm").write_text(f"{name}\n")
+    (tmp_path / "self").mkdir()
+    assert sorted(machine.load_tests(tmp_path)) == [11, 13]
+
+
+async def test_without_another_load_test_nothing_is_waited_for(tmp_path: Path) -> None:
+    assert await machine.wait_for_other_load_tests(60, tmp_path) == 0.0

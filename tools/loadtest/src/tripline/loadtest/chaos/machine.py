@@ -1,9 +1,12 @@
 """How busy the machine was while a fault lasted, and how much of that was this run (the test
 process, its stack and k6) rather than something else on the machine: the chaos figures of a
-2-core machine shared with other work are only readable beside it. Linux only (``/proc``)."""
+2-core machine shared with other work are only readable beside it. And whether another load
+test runs (a k6 process), which a run waits out first: two load tests on two cores measure
+neither. Linux only (``/proc``)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass, field
@@ -53,3 +56,26 @@ class CpuWindow:
             "this_run": round(mine, 2),
             "others": round(max(0.0, machine - mine), 2),
         }
+
+
+def load_tests(proc: Path = PROC) -> list[int]:
+    """Pids of the k6 processes running now (a load test, whoever started it)."""
+    found = []
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "k6":
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # it ended while we looked
+    return found
+
+
+async def wait_for_other_load_tests(bound_s: float, proc: Path = PROC) -> float:
+    """Wait until no k6 runs (at most ``bound_s``, polling every 5 s); returns how long it
+    waited. Call it before this run starts its own k6."""
+    started = time.monotonic()
+    # Polling: another process's end has no event to wait on.
+    while load_tests(proc) and time.monotonic() - started < bound_s:  # noqa: ASYNC110
+        await asyncio.sleep(5)
+    return round(time.monotonic() - started, 1)

@@ -90,6 +90,8 @@ def context(row: Mapping[str, Any]) -> list[str]:
             f"CPU during the fault: {cpu['busy']} of {cpu['cores']} cores busy, "
             f"{cpu['others']} of them other work than this run"
         )
+    if cpu.get("other_load_tests"):
+        said.append("another load test (k6) ran on this machine during the fault")
     return said
 
 

@@ -36,7 +36,7 @@ from tripline.loadtest.chaos import figures, report, verify
 from tripline.loadtest.chaos.background import RAMP_S, Background, chaos_profile
 from tripline.loadtest.chaos.client import Api
 from tripline.loadtest.chaos.faults import FAULTS, Fault, Target
-from tripline.loadtest.chaos.machine import CpuWindow
+from tripline.loadtest.chaos.machine import CpuWindow, load_tests, wait_for_other_load_tests
 from tripline.loadtest.chaos.records import Log, Timeline
 from tripline.loadtest.chaos.recovery import Watcher
 from tripline.loadtest.chaos.traffic import Traffic
@@ -48,6 +48,10 @@ DATABASE = "tripline"
 # so the settle window sees accepted points stored within seconds (only the cadence changes:
 # what is flushed, and how, is the same).
 STACK_SETTINGS = {"LOG_LEVEL": "WARNING", "HISTORY_FLUSH_S": "5"}
+
+
+# Another load test (k6) on this machine is waited out this long at most before a fault starts.
+OTHER_LOAD_TEST_WAIT_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ async def run_fault(fault: Fault, schedule: Schedule, out: Path = OUT) -> dict[s
     run_dir = out / "runs" / f"{fault.name}-{started:%Y%m%dT%H%M%S}"
     tag = f"chaos-{fault.name}-{started:%H%M%S}"
     phases = Phases()
+    waited = await wait_for_other_load_tests(OTHER_LOAD_TEST_WAIT_S)
+    phases.done("waited_for_other_load_tests")
     stack = await start_owned_stack(run_dir / "stack", settings=STACK_SETTINGS, core_replicas=2)
     phases.done("stack_start")
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
@@ -91,6 +97,7 @@ async def run_fault(fault: Fault, schedule: Schedule, out: Path = OUT) -> dict[s
         "started_at": started.isoformat(timespec="seconds"),
         "run": str(run_dir),
         "phases_s": phases.lengths,
+        "waited_for_other_load_tests_s": waited,
         **commit(),
     }
     (run_dir / "row.json").write_text(json.dumps(row, indent=1))
@@ -149,6 +156,8 @@ async def _experiment(
         ended = await fault.end(target)
     timeline.fault_end = log.now()
     machine = cpu.stop()
+    ours = background.process.pid if background.process is not None else None
+    machine["other_load_tests"] = len([pid for pid in load_tests() if pid != ours])
     notes += [ended] if ended else []
     timeline.recovered_at, looks = await watcher.until_recovered(schedule.recovery_bound_s)
     await asyncio.sleep(schedule.after_recovery_s)
