@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tripline.loadtest.chaos.figures import (
+    Check,
     percentile,
     row,
     sos_after_first_timeout,
@@ -30,8 +31,8 @@ def timeline(recovered_after: float | None = 2.0) -> Timeline:
     return Timeline(fault_start=100, fault_end=120, recovered_at=recovered)
 
 
-def failed(checks: list[object]) -> set[str]:
-    return {c.name for c in checks if not c.ok}  # type: ignore[attr-defined]
+def failed(checks: list[Check]) -> set[str]:
+    return {c.name for c in checks if not c.ok}
 
 
 def test_nearest_rank_percentiles() -> None:

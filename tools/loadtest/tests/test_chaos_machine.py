@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from tripline.loadtest.chaos import machine
 from tripline.loadtest.procfs import TICKS
 
@@ -25,14 +23,11 @@ def test_busy_cpu_counts_every_field_but_idle_and_iowait(tmp_path: Path) -> None
     assert machine.busy_cpu_s(tmp_path) == (100 + 10 + 20 + 1 + 2 + 3) / TICKS
 
 
-def test_the_rest_is_the_machine_minus_this_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_rest_is_the_machine_minus_this_run(tmp_path: Path) -> None:
     proc = fake_proc(tmp_path, busy_ticks=0, own_ticks=0)
     clock = iter([100.0, 102.0])
-    monkeypatch.setattr(machine.time, "monotonic", lambda: next(clock))
 
-    window = machine.CpuWindow(proc)
+    window = machine.CpuWindow(proc, clock=lambda: next(clock))
     window.start()
     fake_proc(tmp_path, busy_ticks=int(3 * TICKS), own_ticks=int(1 * TICKS))
     figures = window.stop()

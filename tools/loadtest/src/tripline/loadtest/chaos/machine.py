@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,16 +36,17 @@ class CpuWindow:
     """CPU use between :meth:`start` and :meth:`stop`, in cores."""
 
     proc: Path = PROC
+    clock: Callable[[], float] = time.monotonic
     _began: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))
 
     def start(self) -> None:
-        self._began = (time.monotonic(), busy_cpu_s(self.proc), own_cpu_s(self.proc))
+        self._began = (self.clock(), busy_cpu_s(self.proc), own_cpu_s(self.proc))
 
     def stop(self) -> dict[str, float | int | None]:
         """Cores the machine kept busy, cores this run used, cores the rest used (what the
         machine did minus this run: a process of this run that died meanwhile, a killed one,
         counts as the rest's)."""
-        now, busy, own = time.monotonic(), busy_cpu_s(self.proc), own_cpu_s(self.proc)
+        now, busy, own = self.clock(), busy_cpu_s(self.proc), own_cpu_s(self.proc)
         began, busy_0, own_0 = self._began
         elapsed = now - began
         if elapsed <= 0:
