@@ -1,8 +1,11 @@
 """The history writer on real Redis and SecantusDB: a crash between storing a batch and
-removing it from the buffer neither loses nor duplicates a point."""
+removing it from the buffer neither loses nor duplicates a point; with Redis away, intake keeps
+the points in MongoDB directly."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,10 +13,16 @@ import pytest
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
+from tripline.common.errors import DependencyUnavailable
+from tripline.common.guard import DependencyGuard
+from tripline.common.redis_client import create_redis
+from tripline.common.settings import ServiceSettings
 from tripline.devstack.harness import Backends, Server
 from tripline.devstack.testing import fresh
-from tripline.tracking.history import HistoryWriter, history_document
-from tripline.tracking.intake import POINTS_STREAM
+from tripline.tracking.history import DirectHistory, HistoryWriter, history_document
+from tripline.tracking.intake import POINTS_STREAM, LocationIntake
+from tripline.tracking.points import Rules
+from tripline.tracking.store import LocationStore
 
 pytestmark = pytest.mark.integration
 
@@ -69,3 +78,44 @@ async def test_only_the_lease_holder_writes(redis: Redis, collection: Any) -> No
     assert await other.flush() == 0
     assert await redis.xlen(POINTS_STREAM) == 1
     assert await holder.flush() == 1
+
+
+async def test_points_redis_does_not_take_are_kept_in_mongodb_and_the_batch_accepted(
+    fresh_redis: Server, collection: Any
+) -> None:
+    guarded = create_redis(
+        ServiceSettings(redis_url=f"redis://127.0.0.1:{fresh_redis.port}/0", instance_id="t")
+    )
+    mongo_guard = DependencyGuard(
+        "mongodb",
+        probe=_never_needed,
+        is_outage=lambda exc: isinstance(exc, DependencyUnavailable),
+        refusal=lambda: DependencyUnavailable("mongodb"),
+    )
+    rules = Rules(max_future_s=5, max_age_s=600, max_speed_mps=70)
+    intake = LocationIntake(
+        guarded,
+        LocationStore(guarded),
+        rules=rules,
+        location_ttl_s=300,
+        fallback=DirectHistory(collection, mongo_guard).store,
+    )
+    trip_id, now = fresh("trip"), time.time()
+    points = [
+        {"lat": 52.52, "lng": 13.40, "ts": now},
+        {"lat": 52.5201, "lng": 13.40, "ts": now + 1},
+    ]
+    try:
+        await asyncio.to_thread(fresh_redis.stop)
+        recorded = await intake.record(trip_id, "d1", points)
+        # The app's retry of the same batch (its answer was lost) changes nothing.
+        again = await intake.record(trip_id, "d1", points)
+    finally:
+        await guarded.aclose()
+    assert (recorded.accepted, recorded.seqs, again.accepted) == (2, [], 2)
+    stored = await collection.find({"trip_id": trip_id}).sort("ts", 1).to_list()
+    assert [(doc["driver_id"], doc["ts"]) for doc in stored] == [("d1", now), ("d1", now + 1)]
+
+
+async def _never_needed() -> None:
+    raise AssertionError("MongoDB answered throughout: its guard never probes")

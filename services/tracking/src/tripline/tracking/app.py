@@ -19,13 +19,13 @@ from tripline.common.auth import TokenVerifier
 from tripline.common.guard import GuardMetrics, guarding
 from tripline.common.health import Health
 from tripline.common.http_client import http_guard
-from tripline.common.mongo import MongoProbe, database, open_mongo
+from tripline.common.mongo import MongoProbe, database, mongo_guard, open_mongo
 from tripline.common.mongo_pool import PoolMetrics
 from tripline.common.ratelimit_redis import RedisLimiter
 from tripline.common.redis_client import RedisProbe, open_redis
 from tripline.tracking import routes, sockets
 from tripline.tracking.context import Tracking
-from tripline.tracking.history import HISTORY, HistoryWriter
+from tripline.tracking.history import HISTORY, DirectHistory, HistoryWriter
 from tripline.tracking.hub import Hub
 from tripline.tracking.intake import LocationIntake
 from tripline.tracking.parties import Parties
@@ -62,7 +62,9 @@ def create_app(settings: TrackingSettings) -> Starlette:
             core_guard = await stack.enter_async_context(
                 guarding(http_guard("core", http, f"{settings.core_url}/health/live", settings))
             )
-            guards = GuardMetrics([redis.guard, core_guard])
+            db_guard = await stack.enter_async_context(guarding(mongo_guard(mongo, settings)))
+            history = database(mongo, settings)[HISTORY]
+            guards = GuardMetrics([redis.guard, core_guard, db_guard])
             registry.register(guards)
             stack.callback(registry.unregister, guards)
             health.add("redis", RedisProbe(redis))
@@ -94,14 +96,18 @@ def create_app(settings: TrackingSettings) -> Starlette:
                 hub=hub,
                 store=store,
                 intake=LocationIntake(
-                    redis, store, rules=rules, location_ttl_s=settings.location_ttl_s
+                    redis,
+                    store,
+                    rules=rules,
+                    location_ttl_s=settings.location_ttl_s,
+                    fallback=DirectHistory(history, db_guard).store,
                 ),
                 health=health,
                 open_sockets=open_sockets,
             )
             writer = HistoryWriter(
                 redis,
-                database(mongo, settings)[HISTORY],
+                history,
                 owner=settings.instance_id,
                 retention_days=settings.history_retention_days,
             )

@@ -5,13 +5,14 @@ Nothing is lost: an entry leaves the stream only after MongoDB stored it, so a r
 mid-flush leaves its entries for the next writer. Nothing is written twice: a point's id is its
 trip and time (a driver is in one place at a time), so a rewrite after such a crash meets a
 duplicate key and is skipped. Retention: a TTL index removes points ``HISTORY_RETENTION_DAYS``
-after they were recorded; archive them elsewhere first if they must outlive that.
+after they were recorded; archive them elsewhere first if they must outlive that. While Redis
+does not take points at all, intake writes them here directly (:class:`DirectHistory`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +22,10 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tripline.common.guard import DependencyGuard
 from tripline.common.lease import Lease
 from tripline.common.logs import get_logger
-from tripline.common.mongo import Document, is_unavailable
+from tripline.common.mongo import Document, is_unavailable, translate_errors
 from tripline.tracking.intake import POINTS_STREAM
 
 log = get_logger(__name__)
@@ -55,6 +57,35 @@ def history_document(fields: Mapping[str, str]) -> Document:
         "at": datetime.fromtimestamp(ts, UTC),
         "flagged": fields.get("flagged") == "1",
     }
+
+
+async def insert_points(points: AsyncCollection[Document], documents: list[Document]) -> None:
+    """Insert history documents; one already stored (its id is trip and time) is skipped.
+    Raises pymongo's errors for anything else."""
+    if not documents:
+        return
+    try:
+        await points.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+
+
+class DirectHistory:
+    """Where intake writes accepted points when Redis does not take them: straight into
+    ``location_history``, through MongoDB's guard, so a driver's points survive a Redis outage
+    (they are not published live then: the live path is Redis)."""
+
+    def __init__(self, points: AsyncCollection[Document], guard: DependencyGuard) -> None:
+        self._points = points
+        self._guard = guard
+
+    async def store(self, entries: Sequence[Mapping[str, str]]) -> None:
+        """Store the points as :mod:`tripline.tracking.intake` writes them to its stream.
+        Raises :class:`DependencyUnavailable` when MongoDB does not take them."""
+        with translate_errors(self._guard):
+            await insert_points(self._points, [history_document(fields) for fields in entries])
 
 
 class HistoryWriter:
@@ -113,14 +144,7 @@ class HistoryWriter:
         return written
 
     async def _insert(self, documents: list[Document]) -> None:
-        if not documents:
-            return
-        try:
-            await self._points.insert_many(documents, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors):
-                raise
+        await insert_points(self._points, documents)
 
     async def _ensure_indexes(self) -> None:
         if self._indexed:

@@ -10,13 +10,19 @@ entry comes first: a point that was published is always in the history too.
 A point whose time the trip already has (a batch sent again after a lost answer) is skipped, so
 a replay changes nothing: the trip's recent point times are kept in a sorted set (the last
 ``SEEN_MAX``, for a day).
+
+When Redis does not take a batch (down, hung, or refused at once by its guard), the accepted
+points go straight to MongoDB's history through ``fallback`` and the batch is still accepted:
+the driver's points are kept, though nobody watching sees them live (live is Redis) and the
+jump check starts afresh. Only when MongoDB refuses them too is the batch refused, and the
+driver's app sends it again.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +108,20 @@ class Recorded:
         return {"accepted": self.accepted, "rejected": self.rejected}
 
 
+def stream_fields(trip_id: str, driver_id: str, accepted: Accepted) -> dict[str, str]:
+    """The history stream entry of an accepted point (what the history writer stores)."""
+    point = accepted.point.model_dump()
+    return {
+        **{name: "" if value is None else repr(value) for name, value in point.items()},
+        "trip_id": trip_id,
+        "driver_id": driver_id,
+        "flagged": "1" if accepted.flagged else "0",
+    }
+
+
+Fallback = Callable[[Sequence[Mapping[str, str]]], Awaitable[None]]
+
+
 class LocationIntake:
     def __init__(
         self,
@@ -110,9 +130,11 @@ class LocationIntake:
         *,
         rules: Rules,
         location_ttl_s: int,
+        fallback: Fallback | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
+        self._fallback = fallback
         self._store = store
         self._rules = rules
         self._location_ttl_s = location_ttl_s
@@ -125,10 +147,15 @@ class LocationIntake:
         """Screen the driver's points against the trip's latest location and record the
         accepted ones.
 
-        Raises :class:`DependencyUnavailable` when Redis does not take them (nothing is then
-        recorded: the driver's app keeps the batch and sends it again).
+        Raises :class:`DependencyUnavailable` when neither Redis nor the fallback takes them
+        (nothing is then recorded: the driver's app keeps the batch and sends it again).
         """
-        latest = await self._store.latest(trip_id)
+        try:
+            latest = await self._store.latest(trip_id)
+        except DependencyUnavailable:
+            if self._fallback is None:
+                raise
+            latest = None
         previous = (
             Point.model_validate({k: latest[k] for k in ("lat", "lng", "ts")}) if latest else None
         )
@@ -162,23 +189,21 @@ class LocationIntake:
             POINTS_STREAM,
             seen_key(trip_id),
         ]
+        last = screened.accepted[-1].point
         try:
             seqs = await self._record(keys=keys, args=args)
         except (RedisError, OSError) as exc:
-            raise DependencyUnavailable("redis", "locations cannot be recorded right now") from exc
+            if self._fallback is None:
+                raise DependencyUnavailable("redis", "locations cannot be recorded") from exc
+            await self._fallback([stream_fields(trip_id, driver_id, a) for a in screened.accepted])
+            return Recorded(len(screened.accepted), screened.rejected, [], last)
         numbers = [int(seq) for seq in seqs]
-        last = screened.accepted[-1].point
         return Recorded(len(screened.accepted), screened.rejected, [n for n in numbers if n], last)
 
     @staticmethod
     def _point_args(trip_id: str, driver_id: str, accepted: Accepted) -> list[Any]:
         point = accepted.point.model_dump()
-        fields = {
-            **{name: "" if value is None else repr(value) for name, value in point.items()},
-            "trip_id": trip_id,
-            "driver_id": driver_id,
-            "flagged": "1" if accepted.flagged else "0",
-        }
+        fields = stream_fields(trip_id, driver_id, accepted)
         event = {"type": "location", **point, "trip_id": trip_id}
         if accepted.flagged:
             event["flagged"] = True

@@ -218,4 +218,7 @@ async def answer(
         return Frame(frames.error(frames.FrameError(exc.slug, exc.detail)))
     if recorded.rejected:
         return Frame(frames.rejected(recorded.rejected))
-    return Frame(frames.encode({"type": "ack", "seq": recorded.seqs[0]}))
+    # No number when the point was not published: a replay of one already recorded, or one
+    # kept in MongoDB's history while Redis was away.
+    seq = recorded.seqs[0] if recorded.seqs else None
+    return Frame(frames.encode({"type": "ack", "seq": seq}))
