@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,18 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from tripline.common.auth import Role
-from tripline.common.documents import DONE_KEY
+from tripline.common.celery_app import create_celery
+from tripline.common.documents import DONE_KEY, QUEUE_KEY, UPLOADS
+from tripline.common.redis_client import create_redis
 from tripline.devstack.documents import jpeg, presign, send_to_s3, verdict
 from tripline.devstack.harness import Backends, Server, python_process, scaled, serve_app
 from tripline.devstack.probes import celery_worker
 from tripline.devstack.testing import auth, eventually, fresh
 from tripline.upload.app import create_app
+from tripline.upload.completion import REQUEUE_AFTER_S
+from tripline.upload.handover import Handover
+from tripline.upload.queue import DocumentQueue
+from tripline.upload.records import UploadRecords
 from tripline.upload.settings import UploadSettings
 
 pytestmark = pytest.mark.integration
@@ -200,3 +207,42 @@ async def test_an_s3_event_completes_the_upload(rig: Rig) -> None:
     worker = rig.worker()
     await asyncio.to_thread(worker.start)
     assert (await verdict(rig.service, driver, upload_id))["status"] == "verified"
+
+
+async def test_a_queued_upload_the_broker_never_took_is_handed_over_once(
+    backends: Backends, fresh_redis: Server, settings_for: Callable[..., Any]
+) -> None:
+    """Completion marked it queued, then Redis refused the work (or the replica died): the
+    driver was told "queued", so the upload service hands it over by itself."""
+    settings = settings_for(
+        UploadSettings,
+        instance_id=fresh("upload"),
+        redis_url=f"redis://127.0.0.1:{fresh_redis.port}/0",
+        mongo_db=fresh("handover"),
+    )
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(backends.urls.mongo_url)
+    redis = create_redis(settings)
+    producer = create_celery(settings)
+    uploads = client[settings.mongo_db][UPLOADS]
+    upload_id, now = fresh("upload"), datetime.now(UTC)
+    await uploads.insert_one(
+        {"_id": upload_id, "status": "queued", "enqueued": False, "queued_at": now}
+    )
+    queue = DocumentQueue(redis, producer, expected_s=2, delay_threshold_s=300)
+    later = now + timedelta(seconds=REQUEUE_AFTER_S + 1)
+    try:
+        too_soon = await Handover(UploadRecords(uploads), queue, clock=lambda: now).once()
+        handover = Handover(UploadRecords(uploads), queue, clock=lambda: later)
+        handed = [await handover.once(), await handover.once()]
+        record = await uploads.find_one({"_id": upload_id})
+        place = await redis.zscore(QUEUE_KEY, upload_id)
+        messages = await redis.llen("documents")
+    finally:
+        producer.close()
+        await redis.aclose()
+        await client.close()
+    assert (too_soon, handed) == (0, [1, 0])
+    assert record is not None
+    assert record["enqueued"] is True
+    assert place is not None
+    assert messages == 1

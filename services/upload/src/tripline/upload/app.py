@@ -24,6 +24,7 @@ from tripline.common.s3 import BucketProbe, S3Unavailable, open_bucket
 from tripline.upload import routes
 from tripline.upload.context import Uploads
 from tripline.upload.delays import DelayNotifier
+from tripline.upload.handover import Handover
 from tripline.upload.queue import DocumentQueue
 from tripline.upload.records import UploadRecords
 from tripline.upload.settings import UploadSettings
@@ -89,6 +90,8 @@ def create_app(settings: UploadSettings) -> Starlette:
                 lease_s=settings.delay_check_interval_s * 2,
             )
             run_in_background(stack, notifier.run(settings.delay_check_interval_s))
+            handover = Handover(records, queue)
+            run_in_background(stack, handover.run(settings.handover_interval_s))
             yield
 
     return service_app(

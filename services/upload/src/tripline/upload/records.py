@@ -119,6 +119,18 @@ class UploadRecords:
             )
         return result.modified_count == 1
 
+    async def never_handed_over(self, *, queued_before: datetime, limit: int) -> list[str]:
+        """Ids of uploads queued before ``queued_before`` whose work never reached the broker
+        (it or Redis refused, or the replica died in between), oldest first."""
+        query = {
+            "status": UploadStatus.QUEUED.value,
+            "enqueued": False,
+            "queued_at": {"$lt": queued_before},
+        }
+        with translate_errors(self._guard):
+            found = await self._uploads.find(query, {"_id": 1}).sort("queued_at", 1).to_list(limit)
+        return [str(document["_id"]) for document in found]
+
     async def mark_enqueued(self, upload_id: str) -> None:
         with translate_errors(self._guard):
             await self._uploads.update_one({"_id": upload_id}, {"$set": {"enqueued": True}})
