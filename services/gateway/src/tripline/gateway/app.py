@@ -57,7 +57,7 @@ log = get_logger(__name__)
 
 def replica_sets(settings: GatewaySettings) -> dict[Upstream, ReplicaSet]:
     return {
-        Upstream.CORE: ReplicaSet([settings.core_url]),
+        Upstream.CORE: ReplicaSet(settings.core_urls or [settings.core_url]),
         Upstream.UPLOAD: ReplicaSet([settings.upload_url]),
         Upstream.TRACKING: ReplicaSet(settings.tracking_urls),
         Upstream.MONITOR: ReplicaSet([settings.monitor_url]),

@@ -23,6 +23,10 @@ class GatewaySettings(ServiceSettings):
     port: int = 8080
 
     core_url: str = "http://127.0.0.1:8081"
+    # Core's replicas when the gateway spreads over them itself (comma-separated, round-robin,
+    # a refused connection moving on to the next); empty: CORE_URL alone (in Kubernetes, the
+    # Service in front of every replica).
+    core_urls: CsvList = Field(default_factory=list)
     upload_url: str = "http://127.0.0.1:8082"
     tracking_urls: CsvList = Field(
         default_factory=lambda: ["http://127.0.0.1:8083", "http://127.0.0.1:8085"]
@@ -84,7 +88,7 @@ class GatewaySettings(ServiceSettings):
     retry_max_attempts: int = Field(default=2, ge=1)
     retry_budget_ratio: float = Field(default=0.1, ge=0)
 
-    @field_validator("tracking_urls", "trusted_proxies", mode="before")
+    @field_validator("tracking_urls", "core_urls", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return split_csv(value)
@@ -99,6 +103,11 @@ class GatewaySettings(ServiceSettings):
     def _base_urls(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one tracking URL is needed")
+        return [base_url(url) for url in value]
+
+    @field_validator("core_urls")
+    @classmethod
+    def _core_urls(cls, value: list[str]) -> list[str]:
         return [base_url(url) for url in value]
 
     @field_validator("trusted_proxies")
