@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -30,17 +30,20 @@ from tripline.devstack.ownedstack import OwnedStack
 FAULT_S = 20.0
 # A supervisor restarts a crashed worker at once; allow it the few seconds one takes to notice.
 WORKER_RESTART_S = 5.0
-MID_JOB_WAIT_S = 15.0
+MID_JOB_WAIT_S = 30.0
 
 
 @dataclass
 class Target:
-    """What a fault acts on: the stack, its database (to see a job in progress) and a client
-    for the sandboxes' control API."""
+    """What a fault acts on: the stack, its database (to see a job in progress), a client for
+    the sandboxes' control API, and the uploads the chaos client has started (``presigned``:
+    a worker is killed while one of those is processed, so the client's own record shows
+    what became of that job)."""
 
     stack: OwnedStack
     db: AsyncDatabase[dict[str, Any]]
     http: httpx.AsyncClient
+    presigned: set[str] = field(default_factory=set)
 
 
 Action = Callable[[Target], Awaitable[str | None]]
@@ -111,13 +114,18 @@ async def _control(target: Target, name: str, body: dict[str, Any]) -> None:
 
 
 async def _wait_for_a_job(target: Target) -> str:
-    """Wait (at most :data:`MID_JOB_WAIT_S`) until a document is being processed, so the kill
-    lands mid-job; says whether one was."""
+    """Wait until one of the client's own documents is being processed (at most
+    :data:`MID_JOB_WAIT_S`), else any document, so the kill lands mid-job on a job whose fate
+    the client's record shows; says which it was."""
     give_up = time.monotonic() + MID_JOB_WAIT_S
     while time.monotonic() < give_up:
-        if await target.db.uploads.count_documents({"status": "processing"}, limit=1):
-            return "killed while a document was being processed"
-        await asyncio.sleep(0.05)
+        mine = {"_id": {"$in": list(target.presigned)}, "status": "processing"}
+        found = await target.db.uploads.find_one(mine, {"_id": 1})
+        if found is not None:
+            return f"killed while the client's document {found['_id']} was being processed"
+        await asyncio.sleep(0.02)
+    if await target.db.uploads.count_documents({"status": "processing"}, limit=1):
+        return "killed while another client's document was being processed"
     return f"no document was being processed within {MID_JOB_WAIT_S:.0f} s; killed anyway"
 
 

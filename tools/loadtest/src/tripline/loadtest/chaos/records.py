@@ -76,12 +76,14 @@ class Accepted:
 class Log:
     """Everything the client recorded in one run; ``now`` is the clock every time is read on.
 
-    ``notes`` counts what went wrong on the way (a write given up, a final refusal), and
-    ``instances`` which replica answered core's routes (``Tripline-Instance``'s origin hop).
+    ``notes`` counts what went wrong on the way (a write given up, a final refusal),
+    ``instances`` which replica answered core's routes (``Tripline-Instance``'s origin hop),
+    and ``presigned`` the uploads started (presigned), finished or not.
     """
 
     attempts: list[Attempt] = field(default_factory=list)
     accepted: Accepted = field(default_factory=Accepted)
+    presigned: set[str] = field(default_factory=set)
     notes: Counter[str] = field(default_factory=Counter)
     instances: Counter[str] = field(default_factory=Counter)
 

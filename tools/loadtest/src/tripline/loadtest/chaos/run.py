@@ -123,6 +123,8 @@ async def _experiment(
 ) -> dict[str, Any]:
     stack = target.stack
     log, timeline = Log(), Timeline()
+    # The same set: the fault sees the client's uploads as they start.
+    target.presigned = log.presigned
     api = Api(target.http, stack.gateway_url)
     traffic = Traffic(api, tag, log, _document())
     await traffic.setup()

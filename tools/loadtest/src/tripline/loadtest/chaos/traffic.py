@@ -260,6 +260,7 @@ class Traffic:
             self._gave_up("presign", presigned)
             return
         upload_id = str(presigned.body["upload_id"])
+        self.log.presigned.add(upload_id)
         if not await self._retry(lambda: self._send_to_storage(presigned.body)):
             self.log.note("upload: the document never reached storage")
             return
