@@ -203,24 +203,6 @@ class Sos:
             await self.notify(record, rider_id)
         except (RedisError, OSError, DependencyUnavailable) as exc:
             log.warning("SOS notifications not queued", sos_id=record.sos_id, error=repr(exc))
-            await self.leave_unnotified(record)
-
-    async def leave_unnotified(self, record: SosRecord) -> None:
-        """Store ``record`` in MongoDB marked not notified, for the archiver's sweep to queue
-        its notifications once Redis takes them (archiving the stream entry later keeps the
-        mark). Logs when MongoDB does not take it either: then only operations' log has it."""
-        try:
-            with translate_errors(self.core.mongo_guard):
-                await self.records.update_one(
-                    {"_id": record.sos_id},
-                    {
-                        "$set": {"notified": False},
-                        "$setOnInsert": {**record.document(), "deliveries": []},
-                    },
-                    upsert=True,
-                )
-        except DependencyUnavailable as exc:
-            log.exception("SOS notifications lost", sos_id=record.sos_id, error=repr(exc))
 
     async def notify(self, record: SosRecord, rider_id: str | None) -> None:
         """Store and queue the SOS's notifications. Raises on a Redis or broker failure."""

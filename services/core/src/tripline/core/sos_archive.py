@@ -2,8 +2,9 @@
 
 Each replica reads ``sos:records`` as its own consumer of one group; an entry is acknowledged
 only once MongoDB stored it, and entries left pending by a dead replica are claimed by a live
-one. It also queues the notifications of SOS records that went straight to MongoDB while Redis
-was down.
+one. It then queues the notifications of every SOS it stored, and of those that went straight to
+MongoDB while Redis was down, once more: the request queued them too unless its replica died,
+Redis refused, or it was a replay, and a notification's id keeps it to one message.
 """
 
 from __future__ import annotations
@@ -104,13 +105,16 @@ class Archiver:
             log.exception("malformed SOS entry dropped", entry_id=_text(entry_id), fields=fields)
         else:
             # $set, not $setOnInsert: the worker may have created the document first, when
-            # it recorded a delivery before this entry was archived.
+            # it recorded a delivery before this entry was archived. Archived as not notified
+            # whatever the request did: its replica may have died before queueing them, a
+            # replay queues nothing, Redis may have refused them. The sweep queues them again;
+            # notification ids make that one message each.
             with translate_errors(self._sos.core.mongo_guard):
                 await self._sos.records.update_one(
                     {"_id": record.sos_id},
                     {
                         "$set": record.document(),
-                        "$setOnInsert": {"deliveries": [], "notified": True},
+                        "$setOnInsert": {"deliveries": [], "notified": False},
                     },
                     upsert=True,
                 )
@@ -120,7 +124,7 @@ class Archiver:
             await pipe.execute()
 
     async def _sweep_unnotified(self) -> None:
-        # SOS records written straight to MongoDB (Redis was down) could not be queued then.
+        # Every archived SOS, and those written straight to MongoDB while Redis was down.
         with translate_errors(self._sos.core.mongo_guard):
             waiting = await self._sos.records.find({"notified": False}).to_list(ARCHIVE_BATCH)
         for document in waiting:
