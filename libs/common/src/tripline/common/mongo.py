@@ -74,6 +74,7 @@ def create_mongo(
         serverSelectionTimeoutMS=settings.mongo_server_selection_timeout_ms,
         connectTimeoutMS=settings.mongo_server_selection_timeout_ms,
         timeoutMS=settings.mongo_query_timeout_ms,
+        journal=settings.mongo_journal,
         appname=settings.service_name,
         tz_aware=True,
         event_listeners=[pool_metrics] if pool_metrics is not None else [],

@@ -63,6 +63,11 @@ class ServiceSettings(BaseSettings):
     mongo_wait_queue_timeout_ms: int = Field(default=2000, ge=1)
     mongo_server_selection_timeout_ms: int = Field(default=3000, ge=1)
     mongo_query_timeout_ms: int = Field(default=5000, ge=1)
+    # Writes are acknowledged once journaled (write concern j:true): with w:1 alone a killed
+    # server may lose writes it acknowledged (SecantusDB, the local stand-in, lost every write
+    # since its last checkpoint when SIGKILLed; mongod up to its journal interval). Measured on
+    # SecantusDB: an upsert 0.7 ms without, 1.1-3.5 ms with.
+    mongo_journal: bool = True
     # A dependency that stopped answering (tripline.common.guard) is refused at once and probed
     # this often, each probe bounded by the timeout; recovery is noticed within about their sum.
     dependency_probe_interval_s: float = Field(default=0.5, gt=0)

@@ -226,6 +226,7 @@ def create_processor(settings: WorkerSettings, producer: Celery) -> DocumentProc
         serverSelectionTimeoutMS=settings.mongo_server_selection_timeout_ms,
         timeoutMS=settings.mongo_query_timeout_ms,
         tz_aware=True,
+        journal=settings.mongo_journal,
     )
     return DocumentProcessor(
         db=mongo[settings.mongo_db],

@@ -153,6 +153,7 @@ def create_notifier(settings: WorkerSettings) -> Notifier:
         serverSelectionTimeoutMS=settings.mongo_server_selection_timeout_ms,
         timeoutMS=timeout_ms,
         tz_aware=True,
+        journal=settings.mongo_journal,
     )
     provider = ProviderClient(
         settings.notification_sandbox_url.rstrip("/") + "/v1/notifications",

@@ -109,6 +109,7 @@ def create_confirmer(settings: WorkerSettings) -> Confirmer:
         serverSelectionTimeoutMS=settings.mongo_server_selection_timeout_ms,
         timeoutMS=settings.mongo_query_timeout_ms,
         tz_aware=True,
+        journal=settings.mongo_journal,
     )
     provider = ProviderClient(
         settings.payment_sandbox_url.rstrip("/") + "/v1/payments",
