@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from tripline.common.auth import Role
 from tripline.common.celery_app import create_celery
 from tripline.common.documents import DONE_KEY, QUEUE_KEY, UPLOADS
+from tripline.common.queue_stats import worker_info_key
 from tripline.common.redis_client import create_redis
 from tripline.devstack.documents import jpeg, presign, send_to_s3, verdict
 from tripline.devstack.harness import Backends, Server, python_process, scaled, serve_app
@@ -28,7 +29,7 @@ from tripline.devstack.probes import celery_worker
 from tripline.devstack.testing import auth, eventually, fresh
 from tripline.upload.app import create_app
 from tripline.upload.completion import REQUEUE_AFTER_S
-from tripline.upload.handover import Handover
+from tripline.upload.handover import ORPHAN_AFTER_S, Handover
 from tripline.upload.queue import DocumentQueue
 from tripline.upload.records import UploadRecords
 from tripline.upload.settings import UploadSettings
@@ -231,8 +232,8 @@ async def test_a_queued_upload_the_broker_never_took_is_handed_over_once(
     queue = DocumentQueue(redis, producer, expected_s=2, delay_threshold_s=300)
     later = now + timedelta(seconds=REQUEUE_AFTER_S + 1)
     try:
-        too_soon = await Handover(UploadRecords(uploads), queue, clock=lambda: now).once()
-        handover = Handover(UploadRecords(uploads), queue, clock=lambda: later)
+        too_soon = await Handover(UploadRecords(uploads), queue, redis, clock=lambda: now).once()
+        handover = Handover(UploadRecords(uploads), queue, redis, clock=lambda: later)
         handed = [await handover.once(), await handover.once()]
         record = await uploads.find_one({"_id": upload_id})
         place = await redis.zscore(QUEUE_KEY, upload_id)
@@ -246,3 +247,46 @@ async def test_a_queued_upload_the_broker_never_took_is_handed_over_once(
     assert record["enqueued"] is True
     assert place is not None
     assert messages == 1
+
+
+async def test_an_upload_whose_worker_died_processing_it_is_handed_over(
+    backends: Backends, fresh_redis: Server, settings_for: Callable[..., Any]
+) -> None:
+    """The broker would give the task to another worker only after its visibility timeout;
+    the upload's worker heartbeat says sooner that nobody is processing it."""
+    settings = settings_for(
+        UploadSettings,
+        instance_id=fresh("upload"),
+        redis_url=f"redis://127.0.0.1:{fresh_redis.port}/0",
+        mongo_db=fresh("orphans"),
+    )
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(backends.urls.mongo_url)
+    redis = create_redis(settings)
+    producer = create_celery(settings)
+    uploads = client[settings.mongo_db][UPLOADS]
+    now = datetime.now(UTC)
+    started = now - timedelta(seconds=ORPHAN_AFTER_S + 1)
+    dead, alive = fresh("dead"), fresh("alive")
+    for upload_id, node in ((dead, "worker@gone"), (alive, "worker@here")):
+        await uploads.insert_one(
+            {
+                "_id": upload_id,
+                "status": "processing",
+                "processed_by": node,
+                "processing_at": started,
+            }
+        )
+    await redis.set(worker_info_key("worker@here"), "{}", ex=60)
+    queue = DocumentQueue(redis, producer, expected_s=2, delay_threshold_s=300)
+    try:
+        handed = await Handover(UploadRecords(uploads), queue, redis, clock=lambda: now).once()
+        records = {doc["_id"]: doc async for doc in uploads.find({})}
+        place = await redis.zscore(QUEUE_KEY, dead)
+    finally:
+        producer.close()
+        await redis.aclose()
+        await client.close()
+    assert handed == 1
+    assert (records[dead]["status"], records[dead]["enqueued"]) == ("queued", True)
+    assert records[alive]["status"] == "processing"
+    assert place is not None

@@ -90,7 +90,7 @@ def create_app(settings: UploadSettings) -> Starlette:
                 lease_s=settings.delay_check_interval_s * 2,
             )
             run_in_background(stack, notifier.run(settings.delay_check_interval_s))
-            handover = Handover(records, queue)
+            handover = Handover(records, queue, redis)
             run_in_background(stack, handover.run(settings.handover_interval_s))
             yield
 

@@ -7,6 +7,12 @@ completion is called again. Every replica therefore looks, every ``interval_s``,
 queued more than :data:`~tripline.upload.completion.REQUEUE_AFTER_S` ago and never enqueued,
 and hands them over. Two replicas handing over the same upload is harmless: the queue keeps one
 place per upload and the document task is idempotent per upload id.
+
+The same look finds uploads a worker died processing: the broker would hand the task to
+another worker only after its visibility timeout (an hour). An upload ``processing`` for more
+than :data:`ORPHAN_AFTER_S` whose worker's heartbeat key is gone is put back to ``queued`` and
+handed over at once. A worker only slow to beat loses nothing by it: the document is checked
+again and its verdict recorded once.
 """
 
 from __future__ import annotations
@@ -15,8 +21,12 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 from tripline.common.errors import DependencyUnavailable
 from tripline.common.logs import get_logger
+from tripline.common.queue_stats import worker_info_key
 from tripline.upload.completion import REQUEUE_AFTER_S
 from tripline.upload.queue import DocumentQueue
 from tripline.upload.records import UploadRecords
@@ -24,6 +34,8 @@ from tripline.upload.records import UploadRecords
 log = get_logger(__name__)
 
 BATCH = 100
+# How long an upload may be processing before its worker's heartbeat is looked at.
+ORPHAN_AFTER_S = 10.0
 
 
 class Handover:
@@ -31,25 +43,43 @@ class Handover:
         self,
         records: UploadRecords,
         queue: DocumentQueue,
+        redis: Redis,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._records = records
         self._queue = queue
+        self._redis = redis
         self._clock = clock
 
     async def once(self) -> int:
         """Hand over what is overdue; returns how many were handed over. Raises
         :class:`DependencyUnavailable` when MongoDB, Redis or the broker does not answer."""
-        before = self._clock() - timedelta(seconds=REQUEUE_AFTER_S)
+        now = self._clock()
+        before = now - timedelta(seconds=REQUEUE_AFTER_S)
+        overdue = await self._records.never_handed_over(queued_before=before, limit=BATCH)
+        orphans = await self._orphans(now - timedelta(seconds=ORPHAN_AFTER_S))
         handed = 0
-        for upload_id in await self._records.never_handed_over(queued_before=before, limit=BATCH):
+        for upload_id in [*overdue, *orphans]:
             await self._queue.enqueue(upload_id)
             await self._records.mark_enqueued(upload_id)
             handed += 1
         if handed:
             log.warning("queued uploads handed over again", count=handed)
         return handed
+
+    async def _orphans(self, started_before: datetime) -> list[str]:
+        """Uploads whose worker's heartbeat is gone, put back to queued."""
+        orphans = []
+        for upload_id, node in await self._records.processing_before(started_before, limit=BATCH):
+            try:
+                alive = node is not None and bool(await self._redis.exists(worker_info_key(node)))
+            except (RedisError, OSError) as exc:
+                raise DependencyUnavailable("redis", "worker heartbeats cannot be read") from exc
+            if not alive and await self._records.requeue_orphan(upload_id, node):
+                log.warning("upload's worker gone, handed over again", upload_id=upload_id)
+                orphans.append(upload_id)
+        return orphans
 
     async def run(self, interval_s: float) -> None:
         """:meth:`once` every ``interval_s``, forever; an outage waits for the next round."""

@@ -131,6 +131,40 @@ class UploadRecords:
             found = await self._uploads.find(query, {"_id": 1}).sort("queued_at", 1).to_list(limit)
         return [str(document["_id"]) for document in found]
 
+    async def processing_before(
+        self, before: datetime, *, limit: int
+    ) -> list[tuple[str, str | None]]:
+        """``(id, worker node)`` of uploads a worker started before ``before`` and has not
+        finished, oldest first."""
+        query = {"status": UploadStatus.PROCESSING.value, "processing_at": {"$lt": before}}
+        projection = {"_id": 1, "processed_by": 1}
+        with translate_errors(self._guard):
+            found = await (
+                self._uploads.find(query, projection).sort("processing_at", 1).to_list(limit)
+            )
+        return [(str(doc["_id"]), doc.get("processed_by")) for doc in found]
+
+    async def requeue_orphan(self, upload_id: str, node: str | None) -> bool:
+        """Put an upload whose worker died back to ``queued`` (not enqueued); False when it
+        moved on meanwhile."""
+        now = self._clock()
+        with translate_errors(self._guard):
+            result = await self._uploads.update_one(
+                {
+                    "_id": upload_id,
+                    "status": UploadStatus.PROCESSING.value,
+                    "processed_by": node,
+                },
+                {
+                    "$set": {
+                        "status": UploadStatus.QUEUED.value,
+                        "enqueued": False,
+                        "updated_at": now,
+                    }
+                },
+            )
+        return result.modified_count == 1
+
     async def mark_enqueued(self, upload_id: str) -> None:
         with translate_errors(self._guard):
             await self._uploads.update_one({"_id": upload_id}, {"$set": {"enqueued": True}})

@@ -83,8 +83,10 @@ class DocumentProcessor:
         redis: Redis,
         producer: Celery,
         max_bytes: int,
+        node: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._node = node
         self._uploads: Collection[dict[str, Any]] = db[UPLOADS]
         self._drivers: Collection[dict[str, Any]] = db[DRIVER_DOCUMENTS]
         self._s3 = s3
@@ -105,7 +107,13 @@ class DocumentProcessor:
             return Outcome.ALREADY_FINISHED
         with dependency_calls("redis"):
             self._redis.zrem(QUEUE_KEY, upload_id)
-        self._set_status(upload_id, UploadStatus.PROCESSING, {})
+        # Who processes it: if that worker's heartbeat goes, the upload service hands the
+        # upload over again rather than wait out the broker's visibility timeout.
+        self._set_status(
+            upload_id,
+            UploadStatus.PROCESSING,
+            {"processed_by": self._node, "processing_at": datetime.now(UTC)},
+        )
         verdict, digest, size = self._inspect(record)
         metadata = {**verdict.metadata, "sha256": digest, "size_bytes": size} if digest else {}
         status = UploadStatus.VERIFIED if verdict.accepted else UploadStatus.REJECTED
@@ -239,6 +247,7 @@ def create_processor(settings: WorkerSettings, producer: Celery) -> DocumentProc
         ),
         producer=producer,
         max_bytes=settings.document_max_bytes,
+        node=f"{settings.service_name}@{settings.instance_id}",
     )
 
 
