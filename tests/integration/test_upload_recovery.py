@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from tripline.common.auth import Role
 from tripline.common.celery_app import create_celery
 from tripline.common.documents import DONE_KEY, QUEUE_KEY, UPLOADS
-from tripline.common.queue_stats import worker_info_key
+from tripline.common.queue_stats import WorkerInfo, worker_info_key
 from tripline.common.redis_client import create_redis
 from tripline.devstack.documents import jpeg, presign, send_to_s3, verdict
 from tripline.devstack.harness import Backends, Server, python_process, scaled, serve_app
@@ -266,27 +266,29 @@ async def test_an_upload_whose_worker_died_processing_it_is_handed_over(
     uploads = client[settings.mongo_db][UPLOADS]
     now = datetime.now(UTC)
     started = now - timedelta(seconds=ORPHAN_AFTER_S + 1)
-    dead, alive = fresh("dead"), fresh("alive")
-    for upload_id, node in ((dead, "worker@gone"), (alive, "worker@here")):
-        await uploads.insert_one(
-            {
-                "_id": upload_id,
-                "status": "processing",
-                "processed_by": node,
-                "processing_at": started,
-            }
-        )
-    await redis.set(worker_info_key("worker@here"), "{}", ex=60)
+    dead, restarted, alive = fresh("dead"), fresh("restarted"), fresh("alive")
+    for upload_id, node in (
+        (dead, "worker@gone"),
+        (restarted, "worker@again"),
+        (alive, "worker@here"),
+    ):
+        record = {"_id": upload_id, "status": "processing", "processed_by": node}
+        await uploads.insert_one({**record, "processed_boot": "run-1", "processing_at": started})
+    for node, boot in (("worker@here", "run-1"), ("worker@again", "run-2")):
+        info = WorkerInfo(node, ("documents",), "threads", 4, boot=boot)
+        await redis.set(worker_info_key(node), info.to_json(), ex=60)
     queue = DocumentQueue(redis, producer, expected_s=2, delay_threshold_s=300)
     try:
         handed = await Handover(UploadRecords(uploads), queue, redis, clock=lambda: now).once()
         records = {doc["_id"]: doc async for doc in uploads.find({})}
-        place = await redis.zscore(QUEUE_KEY, dead)
+        places = [await redis.zscore(QUEUE_KEY, i) for i in (dead, restarted)]
     finally:
         producer.close()
         await redis.aclose()
         await client.close()
-    assert handed == 1
-    assert (records[dead]["status"], records[dead]["enqueued"]) == ("queued", True)
+    # Gone, and killed then started again under its name: both handed over; alive: left alone.
+    assert handed == 2
+    for upload_id in (dead, restarted):
+        assert (records[upload_id]["status"], records[upload_id]["enqueued"]) == ("queued", True)
     assert records[alive]["status"] == "processing"
-    assert place is not None
+    assert None not in places

@@ -90,10 +90,17 @@ class WorkerInfo:
     queues: tuple[str, ...]
     pool: str
     concurrency: int
+    boot: str = ""
+    """This run of the worker process: a node started again under its name has another."""
 
     def to_json(self) -> str:
         return json.dumps(
-            {"queues": self.queues, "pool": self.pool, "concurrency": self.concurrency}
+            {
+                "queues": self.queues,
+                "pool": self.pool,
+                "concurrency": self.concurrency,
+                "boot": self.boot,
+            }
         )
 
     @classmethod
@@ -108,6 +115,7 @@ class WorkerInfo:
                 tuple(str(queue) for queue in data["queues"]),
                 str(data["pool"]),
                 int(data["concurrency"]),
+                str(data.get("boot", "")),
             )
         except (ValueError, KeyError, TypeError):
             return None

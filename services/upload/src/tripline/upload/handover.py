@@ -10,7 +10,8 @@ place per upload and the document task is idempotent per upload id.
 
 The same look finds uploads a worker died processing: the broker would hand the task to
 another worker only after its visibility timeout (an hour). An upload ``processing`` for more
-than :data:`ORPHAN_AFTER_S` whose worker's heartbeat key is gone is put back to ``queued`` and
+than :data:`ORPHAN_AFTER_S` whose worker's heartbeat key is gone, or names another run of that
+worker (it was killed and started again under the same name), is put back to ``queued`` and
 handed over at once. A worker only slow to beat loses nothing by it: the document is checked
 again and its verdict recorded once.
 """
@@ -26,7 +27,7 @@ from redis.exceptions import RedisError
 
 from tripline.common.errors import DependencyUnavailable
 from tripline.common.logs import get_logger
-from tripline.common.queue_stats import worker_info_key
+from tripline.common.queue_stats import WorkerInfo, worker_info_key
 from tripline.upload.completion import REQUEUE_AFTER_S
 from tripline.upload.queue import DocumentQueue
 from tripline.upload.records import UploadRecords
@@ -71,11 +72,14 @@ class Handover:
     async def _orphans(self, started_before: datetime) -> list[str]:
         """Uploads whose worker's heartbeat is gone, put back to queued."""
         orphans = []
-        for upload_id, node in await self._records.processing_before(started_before, limit=BATCH):
+        found = await self._records.processing_before(started_before, limit=BATCH)
+        for upload_id, node, boot in found:
             try:
-                alive = node is not None and bool(await self._redis.exists(worker_info_key(node)))
+                raw = None if node is None else await self._redis.get(worker_info_key(node))
             except (RedisError, OSError) as exc:
                 raise DependencyUnavailable("redis", "worker heartbeats cannot be read") from exc
+            info = None if raw is None or node is None else WorkerInfo.from_json(node, raw)
+            alive = info is not None and (boot is None or info.boot == boot)
             if not alive and await self._records.requeue_orphan(upload_id, node):
                 log.warning("upload's worker gone, handed over again", upload_id=upload_id)
                 orphans.append(upload_id)

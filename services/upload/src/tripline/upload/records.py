@@ -133,16 +133,18 @@ class UploadRecords:
 
     async def processing_before(
         self, before: datetime, *, limit: int
-    ) -> list[tuple[str, str | None]]:
-        """``(id, worker node)`` of uploads a worker started before ``before`` and has not
-        finished, oldest first."""
+    ) -> list[tuple[str, str | None, str | None]]:
+        """``(id, worker node, the node's run)`` of uploads a worker started before ``before``
+        and has not finished, oldest first."""
         query = {"status": UploadStatus.PROCESSING.value, "processing_at": {"$lt": before}}
-        projection = {"_id": 1, "processed_by": 1}
+        projection = {"_id": 1, "processed_by": 1, "processed_boot": 1}
         with translate_errors(self._guard):
             found = await (
                 self._uploads.find(query, projection).sort("processing_at", 1).to_list(limit)
             )
-        return [(str(doc["_id"]), doc.get("processed_by")) for doc in found]
+        return [
+            (str(doc["_id"]), doc.get("processed_by"), doc.get("processed_boot")) for doc in found
+        ]
 
     async def requeue_orphan(self, upload_id: str, node: str | None) -> bool:
         """Put an upload whose worker died back to ``queued`` (not enqueued); False when it

@@ -40,6 +40,7 @@ from tripline.common.logs import get_logger
 from tripline.common.notifications import Notification, notification_id, notification_key
 from tripline.common.queues import Task as TaskName
 from tripline.common.s3 import create_s3
+from tripline.worker.boot import BOOT_ID
 from tripline.worker.inspection import Verdict, inspect
 from tripline.worker.retrying import (
     RetryPolicy,
@@ -112,7 +113,11 @@ class DocumentProcessor:
         self._set_status(
             upload_id,
             UploadStatus.PROCESSING,
-            {"processed_by": self._node, "processing_at": datetime.now(UTC)},
+            {
+                "processed_by": self._node,
+                "processed_boot": BOOT_ID,
+                "processing_at": datetime.now(UTC),
+            },
         )
         verdict, digest, size = self._inspect(record)
         metadata = {**verdict.metadata, "sha256": digest, "size_bytes": size} if digest else {}

@@ -39,6 +39,7 @@ from tripline.common.queue_stats import (
 )
 from tripline.common.queues import TASK_QUEUES
 from tripline.common.queues import Task as TaskName
+from tripline.worker.boot import BOOT_ID
 from tripline.worker.health import HealthServer, HeartbeatState
 from tripline.worker.retrying import per_process
 from tripline.worker.settings import WorkerSettings
@@ -228,7 +229,9 @@ def register_stats(
 
     def on_ready(sender: Any = None, **_: Any) -> None:
         node = str(getattr(sender, "hostname", "") or f"{settings.service_name}@unknown")
-        info = WorkerInfo(node, queues, settings.worker_pool, settings.worker_concurrency)
+        info = WorkerInfo(
+            node, queues, settings.worker_pool, settings.worker_concurrency, boot=BOOT_ID
+        )
         heartbeat = Heartbeat(_redis(settings), info)
         heartbeat.start()
         heartbeats.append(heartbeat)
