@@ -72,7 +72,7 @@ def test_text_gives_the_context_a_failure_is_read_with() -> None:
     }
     assert text(row).splitlines()[3:] == [
         "    (exited by itself: worker-documents (code 1))",
-        "    (uploads of any client still queued or processing: 4)",
+        "    (uploads of any client still queued or processing after the settle window: 4)",
         "    (CPU during the fault: 1.9 of 2 cores busy, 1.1 of them other work than this run)",
     ]
 

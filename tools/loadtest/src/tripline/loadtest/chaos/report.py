@@ -83,7 +83,9 @@ def context(row: Mapping[str, Any]) -> list[str]:
     every = (row.get("upload_states") or {}).get("all") or {}
     stuck = sum(every.get(status, 0) for status in ("queued", "processing"))
     if stuck:
-        said.append(f"uploads of any client still queued or processing: {stuck}")
+        said.append(
+            f"uploads of any client still queued or processing after the settle window: {stuck}"
+        )
     cpu = row.get("cpu_during_fault") or {}
     if isinstance(cpu.get("others"), int | float):
         said.append(

@@ -146,17 +146,27 @@ async def twice(stores: Stores, accepted: Accepted) -> dict[str, int]:
 async def settle(
     stores: Stores, accepted: Accepted, bound_s: float
 ) -> tuple[dict[str, int], float | None]:
-    """Look again every :data:`LOOK_EVERY_S` until nothing acknowledged is missing or
-    ``bound_s`` passed; returns what is still missing and how long it took (None: not all)."""
+    """Look again every :data:`LOOK_EVERY_S` until nothing acknowledged is missing and no
+    upload of any client is left queued or processing (k6's too: one still unfinished after
+    the bound is stuck, not merely late), or ``bound_s`` passed; returns what is still missing
+    and how long until nothing acknowledged was (None: not within the bound)."""
     started = time.monotonic()
+    settled: float | None = None
     while True:
         missing = await lost(stores, accepted)
         waited = time.monotonic() - started
-        if not any(missing.values()):
-            return missing, waited
+        if settled is None and not any(missing.values()):
+            settled = waited
+        if settled is not None and not await unfinished_uploads(stores):
+            return missing, settled
         if waited + LOOK_EVERY_S > bound_s:
-            return missing, None
+            return missing, settled
         await asyncio.sleep(LOOK_EVERY_S)
+
+
+async def unfinished_uploads(stores: Stores) -> int:
+    """Uploads of any client whose completion was taken (queued) but have no verdict yet."""
+    return await stores.db.uploads.count_documents({"status": {"$in": ["queued", "processing"]}})
 
 
 async def upload_states(stores: Stores, accepted: Accepted) -> dict[str, dict[str, int]]:
